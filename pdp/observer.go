@@ -1,0 +1,24 @@
+package pdp
+
+import (
+	"context"
+	"time"
+)
+
+// Observer receives timing of pipeline steps and finished decisions, for
+// metrics and tracing. Implementations must be safe for concurrent use.
+type Observer interface {
+	// StartStep begins a step; the returned function ends it with the step's
+	// reason code, empty when the step passed.
+	StartStep(ctx context.Context, step string) (context.Context, func(reason Reason))
+	// DecisionDone is called once per decision after its audit record.
+	DecisionDone(ctx context.Context, req *Request, d *Decision, elapsed time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) StartStep(ctx context.Context, _ string) (context.Context, func(Reason)) {
+	return ctx, func(Reason) {}
+}
+
+func (nopObserver) DecisionDone(context.Context, *Request, *Decision, time.Duration) {}
