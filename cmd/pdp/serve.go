@@ -1,0 +1,6 @@
+package main
+
+// runServe implements `pdp serve`.
+func runServe(args []string) int {
+	return 2
+}
