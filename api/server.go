@@ -1,0 +1,110 @@
+// Package api holds the PDP's front doors: the echo HTTP server with the
+// direct decision API and health endpoints, and the adapters that map each
+// gateway's call to a pdp.Request and the pdp.Decision back to its wire
+// format.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/authgate/pdp/pdp"
+)
+
+// Decider is the engine as the front doors use it.
+type Decider interface {
+	Decide(ctx context.Context, req *pdp.Request) pdp.Decision
+	Reject(ctx context.Context, req *pdp.Request, reason pdp.Reason, err error) pdp.Decision
+}
+
+// ReadinessCheck returns nil when one dependency is ready.
+type ReadinessCheck struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// Options configure a Server.
+type Options struct {
+	Engine Decider
+	// Readiness lists the checks behind GET /readyz.
+	Readiness []ReadinessCheck
+	// MaxBodyBytes caps every request body; larger bodies are denied with
+	// request.too_large.
+	MaxBodyBytes int64
+	Logger       *slog.Logger
+}
+
+// Server is the HTTP API.
+type Server struct {
+	opts     Options
+	echo     *echo.Echo
+	log      *slog.Logger
+	http     *http.Server
+	draining chan struct{}
+}
+
+// NewServer returns a Server with every HTTP route registered.
+func NewServer(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler(opts.Logger)
+
+	s := &Server{opts: opts, echo: e, log: opts.Logger, draining: make(chan struct{})}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.echo.GET("/healthz", s.healthz)
+	s.echo.GET("/readyz", s.readyz)
+	s.echo.POST("/v1/decision", s.decision)
+}
+
+// Handler returns the server's http.Handler, for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Serve accepts connections on l until Shutdown. It returns nil after a
+// graceful shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	s.http = &http.Server{
+		Handler:           s.echo,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	err := s.http.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// SetDraining makes /readyz fail, so load balancers stop sending traffic
+// before the listener closes.
+func (s *Server) SetDraining() {
+	select {
+	case <-s.draining:
+	default:
+		close(s.draining)
+	}
+}
+
+// Shutdown stops accepting connections and waits for in-flight requests.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.SetDraining()
+	if s.http == nil {
+		return nil
+	}
+	return s.http.Shutdown(ctx)
+}

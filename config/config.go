@@ -1,0 +1,201 @@
+// Package config loads the PDP's one YAML configuration file, applies
+// PDP_* environment overrides and validates the result, reporting every
+// problem at once with its key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/authgate/pdp/audit"
+	"github.com/authgate/pdp/bundles"
+	"github.com/authgate/pdp/identity"
+	"github.com/authgate/pdp/message"
+	"github.com/authgate/pdp/pdp"
+	"github.com/authgate/pdp/replaycache"
+)
+
+// Defaults for the top-level settings.
+const (
+	DefaultHTTPAddr        = "127.0.0.1:8181"
+	DefaultGRPCAddr        = "127.0.0.1:9191"
+	DefaultMaxBodyBytes    = 1 << 20
+	DefaultShutdownTimeout = 10 * time.Second
+	DefaultLogLevel        = "info"
+	DefaultLogFormat       = "auto"
+	UnmatchedDeny          = "deny"
+	UnmatchedPolicy        = "policy"
+)
+
+// Config is the whole PDP configuration.
+type Config struct {
+	// Instance names this replica in audit records and inputs; default: the
+	// host name.
+	Instance string `yaml:"instance"`
+
+	HTTP  HTTPConfig  `yaml:"http"`
+	GRPC  GRPCConfig  `yaml:"grpc"`
+	Admin AdminConfig `yaml:"admin"`
+	Log   LogConfig   `yaml:"log"`
+
+	// PolicyTimeout bounds one policy evaluation; default 500ms.
+	PolicyTimeout time.Duration `yaml:"policy_timeout"`
+	// ShutdownTimeout bounds the graceful stop on SIGTERM; default 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	// Routes select the mandatory checks per request class, first match
+	// wins. Default: one route named "default" that matches everything and
+	// requires no credential before policy.
+	Routes []pdp.Route `yaml:"routes"`
+	// Unmatched is what happens to a request that matches no route: "deny"
+	// (route.unmatched, the default) or "policy" (evaluate policy with no
+	// mandatory checks).
+	Unmatched string `yaml:"unmatched"`
+
+	Bundle   bundles.Config     `yaml:"bundle"`
+	Audit    audit.Config       `yaml:"audit"`
+	Replay   replaycache.Config `yaml:"replay"`
+	Identity identity.Config    `yaml:"identity"`
+	Messages message.Config     `yaml:"messages"`
+}
+
+// HTTPConfig sets the HTTP API listener.
+type HTTPConfig struct {
+	// Addr is the listen address; default 127.0.0.1:8181.
+	Addr string `yaml:"addr"`
+	// MaxBodyBytes caps a request body in bytes; default 1 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// GRPCConfig sets the Envoy ext_authz gRPC listener.
+type GRPCConfig struct {
+	// Addr is the listen address; default 127.0.0.1:9191. Empty disables
+	// the gRPC listener.
+	Addr string `yaml:"addr"`
+}
+
+// AdminConfig sets the admin listener (revocation, reload).
+type AdminConfig struct {
+	// Addr is the listen address; empty (the default) disables the admin
+	// listener.
+	Addr string `yaml:"addr"`
+	// TokenFile holds the bearer token admin calls must present. Required
+	// when Addr is set.
+	TokenFile string `yaml:"token_file"`
+}
+
+// LogConfig sets the structured logger.
+type LogConfig struct {
+	// Level is debug, info, warn or error; default info.
+	Level string `yaml:"level"`
+	// Format is json, text or auto (text on a terminal, else json);
+	// default auto.
+	Format string `yaml:"format"`
+}
+
+// Default returns the configuration used when no file is given.
+func Default() *Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "pdp"
+	}
+	return &Config{
+		Instance:        host,
+		HTTP:            HTTPConfig{Addr: DefaultHTTPAddr, MaxBodyBytes: DefaultMaxBodyBytes},
+		GRPC:            GRPCConfig{Addr: DefaultGRPCAddr},
+		Log:             LogConfig{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		PolicyTimeout:   pdp.DefaultPolicyTimeout,
+		ShutdownTimeout: DefaultShutdownTimeout,
+		Routes:          []pdp.Route{{Name: "default"}},
+		Unmatched:       UnmatchedDeny,
+	}
+}
+
+// Load reads the file at path (none when path is empty) over the defaults,
+// applies PDP_* overrides from environ and validates the result.
+func Load(path string, environ []string) (*Config, error) {
+	cfg := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		if err := decodeStrict(data, cfg); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(cfg, environ); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// decodeStrict decodes YAML into cfg and rejects unknown keys.
+func decodeStrict(data []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// Validate reports every problem, each prefixed with its key.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+	}
+	if c.Instance == "" {
+		add("instance", errors.New("must not be empty"))
+	}
+	if c.HTTP.Addr == "" {
+		add("http.addr", errors.New("must not be empty"))
+	}
+	if c.HTTP.MaxBodyBytes <= 0 {
+		add("http.max_body_bytes", fmt.Errorf("must be positive, got %d", c.HTTP.MaxBodyBytes))
+	}
+	if c.Admin.Addr != "" && c.Admin.TokenFile == "" {
+		add("admin.token_file", errors.New("required when admin.addr is set"))
+	}
+	if !validLevel(c.Log.Level) {
+		add("log.level", fmt.Errorf("%q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	if c.Log.Format != "auto" && c.Log.Format != "json" && c.Log.Format != "text" {
+		add("log.format", fmt.Errorf("%q is not one of auto, json, text", c.Log.Format))
+	}
+	if c.PolicyTimeout <= 0 {
+		add("policy_timeout", fmt.Errorf("must be positive, got %s", c.PolicyTimeout))
+	}
+	if c.Unmatched != UnmatchedDeny && c.Unmatched != UnmatchedPolicy {
+		add("unmatched", fmt.Errorf("%q is not one of deny, policy", c.Unmatched))
+	}
+	for i, r := range c.Routes {
+		add(fmt.Sprintf("routes[%d]", i), r.Validate())
+	}
+	add("bundle", c.Bundle.Validate())
+	add("audit", c.Audit.Validate())
+	add("replay", c.Replay.Validate())
+	add("identity", c.Identity.Validate())
+	add("messages", c.Messages.Validate())
+	return errors.Join(errs...)
+}
+
+func validLevel(level string) bool {
+	switch level {
+	case "debug", "info", "warn", "error":
+		return true
+	}
+	return false
+}
