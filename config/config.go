@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/authgate/pdp/api"
 	"github.com/authgate/pdp/audit"
 	"github.com/authgate/pdp/bundles"
 	"github.com/authgate/pdp/identity"
@@ -58,6 +59,7 @@ type Config struct {
 	// mandatory checks).
 	Unmatched string `yaml:"unmatched"`
 
+	Gateway  api.Config         `yaml:"gateway"`
 	Bundle   bundles.Config     `yaml:"bundle"`
 	Audit    audit.Config       `yaml:"audit"`
 	Replay   replaycache.Config `yaml:"replay"`
@@ -184,6 +186,7 @@ func (c *Config) Validate() error {
 	for i, r := range c.Routes {
 		add(fmt.Sprintf("routes[%d]", i), r.Validate())
 	}
+	add("gateway", c.Gateway.Validate())
 	add("bundle", c.Bundle.Validate())
 	add("audit", c.Audit.Validate())
 	add("replay", c.Replay.Validate())
