@@ -23,7 +23,7 @@ var ErrClosed = errors.New("audit log is closed")
 // Options are the non-configuration inputs of a Log.
 type Options struct {
 	// Instance names this replica's chain; it is written to every record
-	// and, with bytes outside [A-Za-z0-9._] replaced by "_", to file names.
+	// and, with bytes outside [A-Za-z0-9._-] replaced by "_", to file names.
 	// Default: the host name.
 	Instance string
 	// Logger receives lifecycle messages and sink errors; nil means

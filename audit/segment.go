@@ -30,14 +30,14 @@ const (
 // file; it doubles until two line ends are found.
 const tailChunk = 64 << 10
 
-// fileInstance returns instance with every byte outside [A-Za-z0-9._] as
+// fileInstance returns instance with every byte outside [A-Za-z0-9._-] as
 // "_", so it is safe in a file name.
 func fileInstance(instance string) string {
 	var b strings.Builder
 	for i := 0; i < len(instance); i++ {
 		c := instance[i]
 		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_':
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
 			b.WriteByte(c)
 		default:
 			b.WriteByte('_')
