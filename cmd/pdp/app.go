@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/authgate/pdp/api"
+	"github.com/authgate/pdp/audit"
+	"github.com/authgate/pdp/bundles"
+	"github.com/authgate/pdp/config"
+	"github.com/authgate/pdp/pdp"
+	"github.com/authgate/pdp/policies"
+)
+
+// app holds the wired components of one serving process.
+type app struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	bundles *bundles.Manager
+	audit   *audit.Log
+	engine  *pdp.Engine
+	http    *api.Server
+	closers []func()
+}
+
+// newApp builds every component from cfg and loads the first bundle. A
+// broken bundle or configuration fails here, before any listener opens.
+func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log}
+	if err := a.build(ctx); err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *app) build(ctx context.Context) error {
+	var err error
+	a.bundles, err = bundles.NewManager(a.cfg.Bundle, bundles.Options{
+		Logger: a.log, Embedded: policies.Bundle,
+	})
+	if err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	if err := a.bundles.Start(ctx); err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	a.onClose(a.bundles.Stop)
+
+	a.audit, err = audit.Open(a.cfg.Audit, audit.Options{Instance: a.cfg.Instance, Logger: a.log})
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	a.onClose(func() {
+		if err := a.audit.Close(); err != nil {
+			a.log.Error("audit close failed", "error", err)
+		}
+	})
+
+	opts := pdp.Options{
+		Policies: a.bundles, Auditor: a.audit, Routes: a.cfg.Routes,
+		Instance: a.cfg.Instance, PolicyTimeout: a.cfg.PolicyTimeout, Logger: a.log,
+	}
+	if a.cfg.Unmatched == config.UnmatchedPolicy {
+		opts.DefaultRoute = &pdp.Route{Name: "unmatched"}
+	}
+	a.engine, err = pdp.New(opts)
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+
+	a.http = api.NewServer(api.Options{
+		Engine: a.engine, MaxBodyBytes: a.cfg.HTTP.MaxBodyBytes, Logger: a.log,
+		Readiness: []api.ReadinessCheck{
+			{Name: "bundle", Check: func(context.Context) error { return a.bundles.Ready() }},
+			{Name: "audit", Check: func(context.Context) error { return a.audit.Ready() }},
+		},
+	})
+	return nil
+}
+
+// listen opens every configured listener.
+func (a *app) listen() ([]listener, error) {
+	l, err := listenTCP("http", a.cfg.HTTP.Addr)
+	if err != nil {
+		return nil, err
+	}
+	return []listener{{
+		name:     "http",
+		serve:    func() error { return a.http.Serve(l) },
+		shutdown: a.http.Shutdown,
+	}}, nil
+}
+
+func (a *app) onClose(fn func()) { a.closers = append(a.closers, fn) }
+
+// close releases components in reverse order of creation.
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}
+
+var errNotReady = errors.New("not ready")
