@@ -1,0 +1,136 @@
+package bundles
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+)
+
+// Source kinds, as named in logs.
+const (
+	sourceDirectory = "directory"
+	sourceTarball   = "tarball"
+	sourceRemote    = "remote"
+	sourceEmbedded  = "embedded"
+)
+
+// readSettings are the reader options shared by every source.
+type readSettings struct {
+	verification *bundle.VerificationConfig
+	maxSize      int64
+}
+
+// newVerificationConfig maps the signing settings to OPA's verification
+// config. It returns nil, meaning "no verification", when no keys are
+// configured; OPA then rejects any bundle that carries signatures.
+func newVerificationConfig(s SigningConfig) (*bundle.VerificationConfig, error) {
+	if len(s.Keys) == 0 {
+		return nil, nil
+	}
+	keys, err := s.readKeyFiles()
+	if err != nil {
+		return nil, err
+	}
+	vc := bundle.NewVerificationConfig(keys, s.KeyID, s.Scope, s.ExcludeFiles)
+	if !s.Required {
+		vc = vc.WithOptionalSignature()
+	}
+	return vc, nil
+}
+
+// read runs OPA's bundle reader, which parses the manifest, data and
+// modules, checks roots and verifies signatures.
+func (s readSettings) read(loader bundle.DirectoryLoader) (*bundle.Bundle, error) {
+	loader = loader.WithSizeLimitBytes(s.maxSize)
+	b, err := bundle.NewCustomReader(loader).
+		WithBundleVerificationConfig(s.verification).
+		WithSizeLimitBytes(s.maxSize).
+		WithRegoVersion(ast.RegoV1).
+		Read()
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// readDirectory reads the bundle rooted at dir.
+func (s readSettings) readDirectory(dir string) (*bundle.Bundle, error) {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !info.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", dir)
+	}
+	return s.read(bundle.NewDirectoryLoader(dir))
+}
+
+// readTarball reads a .tar.gz bundle file.
+func (s readSettings) readTarball(file string) (*bundle.Bundle, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return s.read(bundle.NewTarballLoaderWithBaseURL(f, file))
+}
+
+// readFS reads a bundle from a file system such as the embedded bundle.
+func (s readSettings) readFS(fsys fs.FS) (*bundle.Bundle, error) {
+	loader, err := bundle.NewFSLoader(fsys)
+	if err != nil {
+		return nil, err
+	}
+	return s.read(loader)
+}
+
+// isTarball reports whether path names a bundle file rather than a
+// directory.
+func isTarball(path string) bool {
+	return strings.HasSuffix(path, ".tar.gz") || strings.HasSuffix(path, ".tgz")
+}
+
+// locateIn rewrites the file names of Rego errors, which OPA gives relative
+// to the bundle root, into paths below dir, so a log line names the file
+// an operator can open.
+func locateIn(dir string, err error) error {
+	var astErrs ast.Errors
+	if !errors.As(err, &astErrs) {
+		return err
+	}
+	out := make(ast.Errors, 0, len(astErrs))
+	for _, e := range astErrs {
+		c := *e
+		if e.Location != nil {
+			loc := *e.Location
+			loc.File = filepath.Join(dir, strings.TrimPrefix(loc.File, "/"))
+			c.Location = &loc
+		}
+		out = append(out, &c)
+	}
+	return out
+}
+
+// errorLocation returns the file and line of the first Rego error in err,
+// or "" and 0 when err carries no location.
+func errorLocation(err error) (string, int) {
+	var astErrs ast.Errors
+	if errors.As(err, &astErrs) {
+		for _, e := range astErrs {
+			if e.Location != nil {
+				return e.Location.File, e.Location.Row
+			}
+		}
+	}
+	var astErr *ast.Error
+	if errors.As(err, &astErr) && astErr.Location != nil {
+		return astErr.Location.File, astErr.Location.Row
+	}
+	return "", 0
+}
