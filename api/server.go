@@ -37,12 +37,17 @@ type Options struct {
 	// MaxBodyBytes caps every request body; larger bodies are denied with
 	// request.too_large.
 	MaxBodyBytes int64
-	Logger       *slog.Logger
+	// Gateway configures the gateway front doors (Envoy HTTP ext_authz,
+	// NGINX auth_request, OPA REST, AuthZEN).
+	Gateway Config
+	Logger  *slog.Logger
 }
 
 // Server is the HTTP API.
 type Server struct {
 	opts     Options
+	gw       Config
+	querier  Querier
 	echo     *echo.Echo
 	log      *slog.Logger
 	http     *http.Server
@@ -59,7 +64,11 @@ func NewServer(opts Options) *Server {
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(opts.Logger)
 
-	s := &Server{opts: opts, echo: e, log: opts.Logger, draining: make(chan struct{})}
+	s := &Server{
+		opts: opts, gw: opts.Gateway.withDefaults(), echo: e, log: opts.Logger,
+		draining: make(chan struct{}),
+	}
+	s.querier, _ = opts.Engine.(Querier)
 	s.routes()
 	return s
 }
@@ -68,6 +77,28 @@ func (s *Server) routes() {
 	s.echo.GET("/healthz", s.healthz)
 	s.echo.GET("/readyz", s.readyz)
 	s.echo.POST("/v1/decision", s.decision)
+	s.gatewayRoutes()
+}
+
+// gatewayRoutes registers the gateway front doors. The OPA REST routes
+// need an engine that implements Querier.
+func (s *Server) gatewayRoutes() {
+	s.echo.Any(s.gw.ExtAuthzPrefix, s.extAuthz)
+	s.echo.Any(s.gw.ExtAuthzPrefix+"/*", s.extAuthz)
+	s.echo.Any(s.gw.NGINXPath, s.nginxAuth)
+
+	if !s.gw.OPARest.Disabled && s.querier != nil {
+		s.echo.POST("/v1/data", s.opaDataPost)
+		s.echo.POST("/v1/data/*", s.opaDataPost)
+		s.echo.GET("/v1/data", s.opaDataGet)
+		s.echo.GET("/v1/data/*", s.opaDataGet)
+		s.echo.POST("/", s.opaDefaultDecision)
+	}
+	if !s.gw.AuthZEN.Disabled {
+		s.echo.POST("/access/v1/evaluation", s.authzenEvaluate)
+		s.echo.POST("/access/v1/evaluations", s.authzenEvaluations)
+		s.echo.GET("/.well-known/authzen-configuration", s.authzenConfiguration)
+	}
 }
 
 // Handler returns the server's http.Handler, for tests and embedding.

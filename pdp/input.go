@@ -3,7 +3,11 @@ package pdp
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"mime"
+	"mime/multipart"
 	"net/url"
 	"strconv"
 	"strings"
@@ -53,6 +57,7 @@ func buildInput(req *Request, f inputFacts) (map[string]any, error) {
 	} else if req.HTTP != nil {
 		in["attributes"] = attributesInput(req)
 	}
+	addEnvoyPluginFields(in, req)
 	if req.HTTP == nil {
 		return in, nil
 	}
@@ -145,25 +150,58 @@ func setIf(m map[string]any, key, value string) {
 	}
 }
 
+// envoyVersion is input.version as OPA's Envoy plugin sets it for ext_authz
+// v3 requests, whose attributes are in protojson form.
+var envoyVersion = map[string]any{"ext_authz": "v3", "encoding": "protojson"}
+
+// addEnvoyPluginFields adds the top-level fields that OPA's Envoy plugin
+// adds beside input.attributes: version when the attributes come from a
+// CheckRequest, and source_principal when the gateway asserted a peer
+// principal. Policies written for the plugin read both.
+func addEnvoyPluginFields(in map[string]any, req *Request) {
+	if req.Attributes != nil {
+		in["version"] = envoyVersion
+	}
+	if req.Peer != nil && req.Peer.Principal != "" {
+		in["source_principal"] = req.Peer.Principal
+	}
+}
+
 // ParseBody returns input.parsed_body and input.truncated_body for a
-// forwarded request, following OPA's Envoy plugin: JSON bodies are decoded
-// (numbers kept exact), form bodies become a map of value lists, other
-// content types are not parsed. A truncated body is never parsed. It returns
-// a ReasonError with request.invalid for a JSON body that does not parse.
+// forwarded request, as OPA's Envoy plugin computes them:
+//   - a truncated body (see BodyTruncated) is never parsed;
+//   - without a content-type header or with an empty body, nothing is parsed;
+//   - application/json and any "+json" media type: the one JSON value, with
+//     numbers kept exact as json.Number and trailing data rejected;
+//   - application/x-www-form-urlencoded: a map of value lists;
+//   - multipart/form-data: a map from form field name to a list of values,
+//     a part whose content type is JSON decoded as JSON and any other part
+//     kept as a string; parts without a form name are skipped, and a
+//     content type without a boundary parameter is not parsed;
+//   - any other content type is not parsed.
+//
+// A body that should parse but does not, or a content-length header that is
+// not a number, yields a ReasonError with request.invalid, which OPA's
+// plugin answers with 400 as well.
 func ParseBody(h *HTTPRequest) (any, bool, error) {
+	if cl, ok := h.Headers["content-length"]; ok && len(h.Body) > 0 {
+		if _, err := parseContentLength(cl); err != nil {
+			return nil, false, Denyf(ReasonRequestInvalid, "content-length %q: %v", cl, err)
+		}
+	}
 	if truncatedBody(h) {
 		return nil, true, nil
 	}
-	if len(h.Body) == 0 {
+	contentType, ok := h.Headers["content-type"]
+	if !ok || len(h.Body) == 0 {
 		return nil, false, nil
 	}
-	mediaType, _, _ := mime.ParseMediaType(h.Headers["content-type"])
+
+	mediaType := mediaTypeOf(contentType)
 	switch {
-	case mediaType == "application/json" || strings.HasSuffix(mediaType, "+json"):
-		dec := json.NewDecoder(bytes.NewReader(h.Body))
-		dec.UseNumber()
-		var v any
-		if err := dec.Decode(&v); err != nil {
+	case isJSONMediaType(mediaType):
+		v, err := decodeJSONValue(h.Body)
+		if err != nil {
 			return nil, false, Denyf(ReasonRequestInvalid, "parse JSON body: %v", err)
 		}
 		return v, false, nil
@@ -173,21 +211,125 @@ func ParseBody(h *HTTPRequest) (any, bool, error) {
 			return nil, false, Denyf(ReasonRequestInvalid, "parse form body: %v", err)
 		}
 		return map[string][]string(values), false, nil
+	case mediaType == "multipart/form-data":
+		v, err := parseMultipart(contentType, h.Body)
+		if err != nil {
+			return nil, false, Denyf(ReasonRequestInvalid, "parse multipart body: %v", err)
+		}
+		if v == nil {
+			return nil, false, nil
+		}
+		return v, false, nil
 	}
 	return nil, false, nil
 }
 
-// truncatedBody reports whether the gateway forwarded only part of the body:
-// Envoy marks it with x-envoy-auth-partial-body, and a content-length larger
-// than the forwarded bytes means the same.
+// mediaTypeOf returns the lower-cased media type of a content-type value,
+// without parameters. It accepts values that mime.ParseMediaType rejects,
+// such as "application/json;" with an empty parameter.
+func mediaTypeOf(contentType string) string {
+	mediaType, _, _ := strings.Cut(contentType, ";")
+	return strings.ToLower(strings.TrimSpace(mediaType))
+}
+
+func isJSONMediaType(mediaType string) bool {
+	return mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")
+}
+
+// decodeJSONValue decodes exactly one JSON value, numbers as json.Number.
+func decodeJSONValue(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("trailing data after the JSON value")
+	}
+	return v, nil
+}
+
+// parseMultipart parses a multipart/form-data body into field name to
+// values. It returns nil, nil when the content type has no boundary.
+func parseMultipart(contentType string, body []byte) (map[string][]any, error) {
+	_, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return nil, err
+	}
+	boundary, ok := params["boundary"]
+	if !ok {
+		return nil, nil
+	}
+
+	values := map[string][]any{}
+	mr := multipart.NewReader(bytes.NewReader(body), boundary)
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return values, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		name := part.FormName()
+		if name == "" {
+			continue
+		}
+		data, err := io.ReadAll(part)
+		if err != nil {
+			return nil, fmt.Errorf("read part %q: %w", name, err)
+		}
+		if !isJSONMediaType(mediaTypeOf(part.Header.Get("Content-Type"))) {
+			values[name] = append(values[name], string(data))
+			continue
+		}
+		v, err := decodeJSONValue(data)
+		if err != nil {
+			return nil, fmt.Errorf("part %q: %w", name, err)
+		}
+		values[name] = append(values[name], v)
+	}
+}
+
+// BodyTruncated reports whether the gateway forwarded only part of the
+// body. A truncated body must not be parsed or used for a signature check.
+func BodyTruncated(h *HTTPRequest) bool {
+	return truncatedBody(h)
+}
+
+// truncatedBody reports whether the gateway forwarded only part of the
+// body: the front door said so, Envoy set x-envoy-auth-partial-body: true
+// (it does when the body exceeded max_request_bytes, also for HTTP/2 and
+// chunked requests that have no content-length), or a content-length header
+// is larger than the forwarded bytes. An empty forwarded body is not
+// truncated, as in OPA's Envoy plugin: Envoy sends none unless
+// with_request_body is configured. A content-length that is not a number
+// marks a non-empty body truncated, so it is never trusted.
 func truncatedBody(h *HTTPRequest) bool {
 	if h.Truncated || strings.EqualFold(h.Headers["x-envoy-auth-partial-body"], "true") {
 		return true
+	}
+	if len(h.Body) == 0 {
+		return false
 	}
 	cl, ok := h.Headers["content-length"]
 	if !ok {
 		return false
 	}
-	n, err := strconv.ParseInt(cl, 10, 64)
-	return err == nil && n > int64(len(h.Body))
+	n, err := parseContentLength(cl)
+	return err != nil || n > int64(len(h.Body))
+}
+
+// parseContentLength parses a content-length header value; -1 means
+// unknown, as Envoy reports it.
+func parseContentLength(value string) (int64, error) {
+	n, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+	if err != nil {
+		return 0, errors.New("not an integer")
+	}
+	if n < -1 {
+		return 0, errors.New("negative")
+	}
+	return n, nil
 }

@@ -26,14 +26,30 @@ func (t ParsedTarget) Path() string {
 	return "/" + strings.Join(t.Segments, "/")
 }
 
-// ParseTarget normalizes a raw request target (path, optional query and
-// fragment). It returns ErrInvalidPath for malformed percent-encoding or a
-// NUL byte.
+// ParseTarget normalizes a raw request target as every front door sees it:
+// origin form ("/a/b?q=1") or absolute form ("https://host/a/b?q=1").
+//
+// The steps, in order:
+//   - a fragment ("#..."), which clients should never send, is dropped;
+//   - the query string is split off at the first "?" and parsed with
+//     url.ParseQuery: "+" is a space, pairs that fail to decode are skipped,
+//     repeated keys keep their values in order;
+//   - in absolute form the scheme and authority are dropped, so
+//     "http://h/admin" yields the segments of "/admin";
+//   - the path is percent-decoded once, so "%2F" becomes a separator and
+//     "%2E%2E" becomes "..";
+//   - the decoded path is split on "/"; empty segments (duplicate slashes)
+//     and "." are removed, and ".." removes the segment before it (never
+//     above the root).
+//
+// It returns ErrInvalidPath for malformed percent-encoding or a NUL byte.
+// Callers keep the raw target beside the result, so policies can see both.
 func ParseTarget(raw string) (ParsedTarget, error) {
 	if i := strings.IndexByte(raw, '#'); i >= 0 {
 		raw = raw[:i]
 	}
 	rawPath, rawQuery, _ := strings.Cut(raw, "?")
+	rawPath = stripSchemeAndAuthority(rawPath)
 
 	decoded, err := url.PathUnescape(rawPath)
 	if err != nil || strings.ContainsRune(decoded, 0) {
@@ -53,9 +69,41 @@ func ParseTarget(raw string) (ParsedTarget, error) {
 		}
 	}
 
+	// A pair that fails to decode is skipped, as OPA's Envoy plugin does
+	// with url.URL.Query; the raw query stays visible in the input.
 	query, _ := url.ParseQuery(rawQuery)
 	if query == nil {
 		query = url.Values{}
 	}
 	return ParsedTarget{Segments: segments, Query: query}, nil
+}
+
+// stripSchemeAndAuthority returns the path of an absolute-form target
+// (RFC 9112 section 3.2.2) and any other target unchanged. Without it,
+// "http://host/admin" would yield the segments "http:", "host", "admin" and
+// a rule on the first segment would not see "admin".
+func stripSchemeAndAuthority(p string) string {
+	i := strings.Index(p, "://")
+	if i <= 0 || !isScheme(p[:i]) {
+		return p
+	}
+	rest := p[i+len("://"):]
+	if j := strings.IndexByte(rest, '/'); j >= 0 {
+		return rest[j:]
+	}
+	return "/"
+}
+
+// isScheme reports whether s is a URI scheme: a letter followed by letters,
+// digits, "+", "-" or "." (RFC 3986 section 3.1).
+func isScheme(s string) bool {
+	for i, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
