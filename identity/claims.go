@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -114,6 +115,12 @@ func dateClaim(raw map[string]any, name string) (time.Time, bool, error) {
 		return time.Time{}, false, fmt.Errorf("claim %s is not a number", name)
 	}
 	s := string(n)
+	if secs, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if secs > maxUnixSeconds || secs < -maxUnixSeconds {
+			return time.Time{}, false, fmt.Errorf("claim %s is out of range", name)
+		}
+		return time.Unix(secs, 0).UTC(), true, nil
+	}
 	if !numericDate.MatchString(s) {
 		return time.Time{}, false, fmt.Errorf("claim %s is not a usable NumericDate", name)
 	}
