@@ -16,7 +16,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "directory is valid", cfg: Config{Path: "/etc/pdp/bundle"}},
 		{
 			name: "remote is valid",
-			cfg: Config{URL: "https://bundles.example.test", Polling: PollingConfig{MinDelay: 10 * time.Second, MaxDelay: 20 * time.Second}},
+			cfg:  Config{URL: "https://bundles.example.test", Polling: PollingConfig{MinDelay: 10 * time.Second, MaxDelay: 20 * time.Second}},
 		},
 		{
 			name: "every problem at once",
