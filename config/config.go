@@ -30,8 +30,12 @@ const (
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = "auto"
-	UnmatchedDeny          = "deny"
-	UnmatchedPolicy        = "policy"
+	// DefaultAuditDir is relative to the working directory. It differs from
+	// the audit package's own default so that `make run` in the source tree
+	// never writes into the audit package folder.
+	DefaultAuditDir = "pdp-audit"
+	UnmatchedDeny   = "deny"
+	UnmatchedPolicy = "policy"
 )
 
 // Config is the whole PDP configuration.
@@ -116,6 +120,7 @@ func Default() *Config {
 		ShutdownTimeout: DefaultShutdownTimeout,
 		Routes:          []pdp.Route{{Name: "default"}},
 		Unmatched:       UnmatchedDeny,
+		Audit:           audit.Config{Dir: DefaultAuditDir},
 	}
 }
 
