@@ -21,11 +21,8 @@ import (
 const (
 	// DefaultDir is the audit directory, relative to the working directory.
 	DefaultDir = "audit"
-	// DefaultBatchMaxWait bounds how long the first record of a batch waits
-	// for more records before the batch is written and synced.
-	DefaultBatchMaxWait = 2 * time.Millisecond
-	// DefaultBatchMaxRecords is the batch size that is written at once
-	// without waiting for DefaultBatchMaxWait.
+	// DefaultBatchMaxRecords is the largest number of records written with
+	// one write and one fsync.
 	DefaultBatchMaxRecords = 256
 	// DefaultRotateSize starts a new file once the current one reaches this
 	// many bytes (64 MiB).
@@ -74,10 +71,12 @@ type Config struct {
 	Dir string `yaml:"dir"`
 	// Durability is always, batch or none. Default batch.
 	Durability Durability `yaml:"durability"`
-	// BatchMaxWait bounds how long the first record of a batch waits for
-	// others, as a duration ("2ms"). Used with durability batch only; a
-	// negative value writes whatever is queued without waiting. Default
-	// DefaultBatchMaxWait.
+	// BatchMaxWait is how long the first record of a batch may wait for
+	// more records before the batch is written, as a duration ("2ms"). Used
+	// with durability batch only. Default 0: the writer takes every record
+	// that queued during the previous write and fsync and writes at once,
+	// so batches already grow with the fsync time, and a wait only adds
+	// latency unless fsync is much faster than the gap between records.
 	BatchMaxWait time.Duration `yaml:"batch_max_wait"`
 	// BatchMaxRecords is the number of queued records that is written
 	// without further waiting. Default DefaultBatchMaxRecords.
@@ -145,6 +144,9 @@ func (c *Config) Validate() error {
 	default:
 		add("durability", "%q is not one of always, batch, none", c.Durability)
 	}
+	if c.BatchMaxWait < 0 {
+		add("batch_max_wait", "must not be negative, got %s", c.BatchMaxWait)
+	}
 	if c.BatchMaxRecords < 0 {
 		add("batch_max_records", "must not be negative, got %d", c.BatchMaxRecords)
 	}
@@ -167,9 +169,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Durability == "" {
 		c.Durability = DurabilityBatch
-	}
-	if c.BatchMaxWait == 0 {
-		c.BatchMaxWait = DefaultBatchMaxWait
 	}
 	if c.BatchMaxRecords == 0 {
 		c.BatchMaxRecords = DefaultBatchMaxRecords

@@ -190,10 +190,11 @@ func (w *writer) run() {
 	}
 }
 
-// collect returns first and the records queued behind it. With durability
-// batch it waits until BatchMaxRecords are queued or BatchMaxWait has
-// passed since first was queued; records that queued during the previous
-// write usually find that time already passed.
+// collect returns first and the records queued behind it, at most
+// BatchMaxRecords. With durability batch and a BatchMaxWait, it waits for
+// more records until BatchMaxWait has passed since first was queued;
+// records that queued during the previous write usually find that time
+// already passed.
 func (w *writer) collect(first *request) []*request {
 	batch := []*request{first}
 	if w.cfg.Durability == DurabilityAlways {
