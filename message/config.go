@@ -105,10 +105,11 @@ type Config struct {
 // Window is the range of accepted message timestamps: a message is accepted
 // when now-past-clock_skew < timestamp < now+future+clock_skew.
 type Window struct {
-	// Past is how old a message may be. Default 5m, as in Standard
+	// Past is the maximum age of a message. Default 5m, as in Standard
 	// Webhooks.
 	Past time.Duration `yaml:"past"`
-	// Future is how far ahead of the PDP's clock a message may be stamped.
+	// Future is the maximum time a message may be stamped ahead of the PDP's
+	// clock.
 	// Default 5m.
 	Future time.Duration `yaml:"future"`
 	// ClockSkew widens both sides. Default 0.

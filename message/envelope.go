@@ -104,8 +104,8 @@ func matchHeader(headers map[string]string, header, field, signed string) error 
 }
 
 // topLevelFields returns the raw top-level fields of a JSON object body.
-// A body that is not a JSON object yields no fields; one that starts like
-// an object but does not parse, or repeats a key, is an error.
+// A body that is not a JSON object yields no fields. A body that starts
+// like an object but does not parse, or repeats a key, is an error.
 func topLevelFields(body []byte) (map[string]json.RawMessage, bool, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' {

@@ -80,6 +80,7 @@ func (c *RedisConfig) validate(prefix string) error {
 	add := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s.%s: %s", prefix, key, fmt.Sprintf(format, args...)))
 	}
+
 	if len(c.Addrs) == 0 {
 		add("addrs", "at least one host:port address is required")
 	}
@@ -95,6 +96,7 @@ func (c *RedisConfig) validate(prefix string) error {
 	if c.DB < 0 {
 		add("db", "must not be negative, got %d", c.DB)
 	}
+
 	if c.DialTimeout < 0 {
 		add("dial_timeout", "must not be negative, got %s", c.DialTimeout)
 	}
@@ -138,8 +140,8 @@ func NewClient(c RedisConfig) (redis.UniversalClient, error) {
 		// has already recorded its nonce, so its retry would deny a fresh
 		// message as a replay.
 		MaxRetries: -1,
-		// Deadlines come from each call's context, so a Check never waits
-		// longer than its op_timeout.
+		// The replay store puts op_timeout on each Check's context, and this
+		// flag makes go-redis apply that deadline to the socket as well.
 		ContextTimeoutEnabled: true,
 		TLSConfig:             tlsConfig,
 		IsClusterMode:         c.Cluster,

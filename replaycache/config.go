@@ -2,7 +2,7 @@
 // memory for one instance, or in Redis (single, Sentinel, Cluster) for
 // several replicas.
 //
-// A Store answers pdp.ReplayStore.Check in one atomic step: the message id
+// A Store runs pdp.ReplayStore.Check in one atomic step: the message id
 // (nonce) must not have been seen inside the acceptance window, and when the
 // message carries a sequence number, that number must be new for its sender
 // and channel. The Redis store does both in one Lua script, so one decision
@@ -112,9 +112,10 @@ type Config struct {
 // clock: a message is accepted when now-past-clock_skew < timestamp <
 // now+future+clock_skew, both bounds excluded.
 type Window struct {
-	// Past is how old a message may be. Default 5m, as in Standard Webhooks.
+	// Past is the maximum age of a message. Default 5m, as in Standard Webhooks.
 	Past time.Duration `yaml:"past"`
-	// Future is how far ahead of the PDP's clock a message may be stamped.
+	// Future is the maximum time a message may be stamped ahead of the PDP's
+	// clock.
 	// Default 5m.
 	Future time.Duration `yaml:"future"`
 	// ClockSkew widens both sides, and every state lifetime, by the

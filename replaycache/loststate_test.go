@@ -115,7 +115,7 @@ func TestRedisRollbackDetected(t *testing.T) {
 	if err := store.Check(ctx, m2); !errors.Is(err, replaycache.ErrStateLost) {
 		t.Fatalf("replay of m2 after rollback = %v, want ErrStateLost", err)
 	}
-	// A second store sharing Redis sees the reset recovery moment too.
+	// A second store sharing Redis also denies, because the reset T0 is in Redis.
 	other := newRedisStore(t, server.Addr, clk, time.Second)
 	if err := other.Check(ctx, m2); !errors.Is(err, replaycache.ErrStateLost) {
 		t.Fatalf("replay of m2 on another store = %v, want ErrStateLost", err)
@@ -231,4 +231,3 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("New without redis.addrs succeeded, want an error")
 	}
 }
-

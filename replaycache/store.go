@@ -14,15 +14,17 @@ import (
 
 // Store is a pdp.ReplayStore with a lifecycle.
 //
-// Check returns nil for a fresh message and a *pdp.ReasonError otherwise:
-// replay.nonce_reused for a message id seen inside the window,
-// replay.sequence_regressed for a duplicate sequence number, one below the
-// sliding window or one that jumps more than max_sequence_jump ahead,
-// message.stale for a timestamp outside the window, message.invalid for an
-// empty id or a sequence number above MaxSequence, and state.unavailable
-// (wrapping ErrStateLost) while the lost-state guard holds. Any other error
-// means the state could not be read or written, and the engine denies with
-// state.unavailable. A check that is denied records nothing.
+// Check returns nil for a fresh message. Otherwise it returns a
+// *pdp.ReasonError with one of these codes:
+//   - replay.nonce_reused: the message id was seen inside the window.
+//   - replay.sequence_regressed: the sequence number is a duplicate, is
+//     below the sliding window, or jumps more than max_sequence_jump ahead.
+//   - message.stale: the timestamp is outside the window.
+//   - message.invalid: the id is empty or the sequence is above MaxSequence.
+//   - state.unavailable, wrapping ErrStateLost: the lost-state guard holds.
+//
+// Any other error means the state could not be read or written, and the
+// engine denies with state.unavailable. A denied check records nothing.
 //
 // Finding the recovery moment T0: the memory store takes its start time,
 // and raises its guard whenever the entry bound evicts a nonce or a sequence
@@ -35,7 +37,7 @@ import (
 // and the store resets T0 to now.
 type Store interface {
 	pdp.ReplayStore
-	// Ready returns nil when the store can answer checks; the Redis store
+	// Ready returns nil when the store can run checks. The Redis store
 	// sends a PING.
 	Ready(ctx context.Context) error
 	// Close releases the store's resources. It is safe to call twice.
