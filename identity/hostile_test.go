@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -344,5 +345,41 @@ func TestParseKeysRejectsPrivateKey(t *testing.T) {
 	data := "-----BEGIN PRIVATE KEY-----\n" + b64std(der) + "\n-----END PRIVATE KEY-----\n"
 	if _, err := parseKeys([]byte(data), "x", nil); err == nil || !strings.Contains(err.Error(), "private key") {
 		t.Errorf("error = %v, want a private key error", err)
+	}
+}
+
+func TestTokensNeverLogged(t *testing.T) {
+	k := testSigningKeys(t)
+	var logs strings.Builder
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a := newTestAuthenticator(t, Config{Issuers: []IssuerConfig{staticIssuer(t)}}, Options{Logger: logger})
+	ctx := context.Background()
+
+	tokens := []string{
+		signClaims(t, "RS256", "rsa1", k.rsa, validClaims(testNow)),
+		signClaims(t, "HS256", "hs1", []byte(testSecret), validClaims(testNow)),
+		signClaims(t, "ES256", "unknown", k.ec, validClaims(testNow)),
+		signRaw(t, "RS256", k.rsa, `{"alg":"RS256","kid":"rsa1","kid":"x"}`, claimsJSON(t, nil)),
+	}
+	if err := a.Revoke(ctx, Revocation{Kind: RevokeTokenID, Value: "token-1", ExpiresAt: testNow.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	var errs []string
+	for _, token := range tokens {
+		_, err := a.VerifyToken(ctx, token, nil)
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	for _, token := range tokens {
+		signature := token[strings.LastIndexByte(token, '.')+1:]
+		for _, text := range append(errs, logs.String()) {
+			if strings.Contains(text, signature) {
+				t.Errorf("token signature appears in %q", text)
+			}
+		}
+	}
+	if strings.Contains(logs.String(), testSecret) || strings.Contains(strings.Join(errs, " "), testSecret) {
+		t.Error("HMAC secret appears in logs or errors")
 	}
 }
