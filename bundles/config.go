@@ -28,9 +28,10 @@ const (
 	// wait between two polls of the bundle server (OPA's defaults).
 	DefaultMinPollingDelay = 60 * time.Second
 	DefaultMaxPollingDelay = 120 * time.Second
-	// DefaultMaxSize is the largest bundle file read, in bytes. OPA uses
-	// 1 GiB to stop gzip bombs; a policy bundle beside a gateway is far
-	// smaller, so the default is tighter.
+	// DefaultMaxSize is the largest bundle file read, in bytes. OPA's
+	// reader defaults to 1 GiB against gzip bombs. Policy bundles are
+	// usually far smaller, so this default is tighter. Raise max_size for
+	// bundles with large data files.
 	DefaultMaxSize = 64 << 20
 	// DefaultQueryCacheSize bounds the prepared data queries kept per
 	// revision for the /v1/data API.
@@ -44,8 +45,8 @@ const (
 // Config selects the bundle source and the decision entrypoint. With
 // neither Path nor URL set, the Manager serves the embedded shipped bundle.
 type Config struct {
-	// Path is a bundle directory or a bundle file ending in .tar.gz. It
-	// cannot be combined with URL. Default: none.
+	// Path is a bundle directory or a bundle file ending in .tar.gz or
+	// .tgz. It cannot be combined with URL. Default: none.
 	Path string `yaml:"path"`
 	// URL is the base URL of a remote bundle server, for example
 	// https://bundles.example.test. Default: none.
@@ -66,7 +67,7 @@ type Config struct {
 	Signing SigningConfig `yaml:"signing"`
 	// Watch reloads a Path source when its files change. Default true.
 	Watch *bool `yaml:"watch"`
-	// MaxSize is the largest file read from a bundle, in bytes; for a
+	// MaxSize is the largest file read from a bundle, in bytes. For a
 	// .tar.gz it limits each entry after decompression. Default
 	// DefaultMaxSize.
 	MaxSize int64 `yaml:"max_size"`
@@ -113,7 +114,7 @@ type TLSConfig struct {
 type SigningConfig struct {
 	// Required rejects a bundle without .signatures.json. When false, a
 	// bundle that carries signatures is still verified against Keys.
-	// Default false; true requires at least one key.
+	// Default false. True requires at least one key.
 	Required bool `yaml:"required"`
 	// Keys are the verification keys, looked up by the JWT's kid header
 	// unless KeyID is set.

@@ -17,7 +17,7 @@ import (
 
 // Manager owns the active policy revision. It loads the configured bundle,
 // compiles each new revision off the request path and publishes it with
-// one atomic store; a bundle that fails to load or compile is rejected and
+// one atomic store. A bundle that fails to load or compile is rejected, and
 // the last good revision keeps serving. It is safe for concurrent use.
 type Manager struct {
 	cfg        Config
@@ -92,8 +92,8 @@ func NewManager(cfg Config, opts Options) (*Manager, error) {
 }
 
 // Start loads and activates the bundle. It returns the load error when the
-// first bundle cannot be activated; the error names the file and line of a
-// Rego error. After a successful first load it starts the file watcher or
+// first bundle cannot be activated, and that error names the file and line
+// of a Rego error. After a successful first load it starts the file watcher or
 // the bundle server poller, which run until Stop. ctx bounds only the first
 // load, so a startup timeout does not end the watcher.
 func (m *Manager) Start(ctx context.Context) error {
@@ -145,7 +145,7 @@ func (m *Manager) Stop() {
 	m.wg.Wait()
 }
 
-// Reload reads the bundle again and activates it; for a bundle server it
+// Reload reads the bundle again and activates it. For a bundle server it
 // polls now, and a Not Modified answer leaves the active revision in place.
 // It returns the reason a new bundle was rejected.
 func (m *Manager) Reload(ctx context.Context) error {

@@ -136,7 +136,7 @@ func (r *remoteSource) startLocked(ctx context.Context) error {
 	r.mu.Unlock()
 
 	// The downloader runs its loop on its own background context until
-	// Stop; ctx only bounds the wait for the first outcome.
+	// Stop, so ctx only bounds the wait for the first outcome.
 	d.Start(ctx)
 	select {
 	case err := <-outcome:
@@ -178,12 +178,14 @@ func (r *remoteSource) onUpdate(ctx context.Context, u download.Update) error {
 	case u.Error != nil && isTransportError(u.Error):
 		err = fmt.Errorf("download %s: %w", r.location(), u.Error)
 		r.m.setStatus(err)
-		r.logFailure(err)
+		r.logFailure("bundle download failed", err)
 	case u.Error != nil:
-		// The reader rejected the bundle: bad signature, roots or Rego.
-		r.resetFailures()
+		// The reader rejected the bundle (signature, roots, Rego syntax).
+		// OPA's downloader then forgets the ETag and downloads the same
+		// bundle again after its retry backoff, so the log is rate-limited.
 		err = fmt.Errorf("read bundle %s: %w", r.location(), u.Error)
-		r.m.record(err)
+		r.m.setStatus(err)
+		r.logFailure("bundle rejected", err)
 	case u.Bundle == nil:
 		// 304 Not Modified: the active revision is current.
 		r.resetFailures()
@@ -202,9 +204,10 @@ func (r *remoteSource) onUpdate(ctx context.Context, u download.Update) error {
 	if waiter != nil {
 		waiter <- err
 	}
-	// Activation errors are logged by the Manager. Returning nil keeps the
-	// normal polling delay; the rejected bundle's ETag is kept, so the
-	// server answers 304 until it publishes a new bundle.
+	// Manager.activate logs a bundle that fails to compile. Returning nil
+	// keeps the normal polling delay, and the downloader keeps that
+	// bundle's ETag, so the server answers 304 until it publishes a new
+	// bundle.
 	return nil
 }
 
@@ -217,21 +220,26 @@ func isTransportError(err error) bool {
 	return errors.As(err, &status) || errors.As(err, &urlErr)
 }
 
-func (r *remoteSource) logFailure(err error) {
+// logFailure logs a failed download or read at Warn the first time and
+// every failureLogEvery-th time in a row, and at Debug otherwise.
+func (r *remoteSource) logFailure(msg string, err error) {
 	r.mu.Lock()
 	r.failures++
 	n := r.failures
 	r.mu.Unlock()
 
 	attrs := []any{"source", sourceRemote, "error", err, "consecutive_failures", n}
+	if file, line := errorLocation(err); file != "" {
+		attrs = append(attrs, "file", file, "line", line)
+	}
 	if cur := r.m.active.Load(); cur != nil {
 		attrs = append(attrs, "bundle_revision", cur.id)
 	}
 	if n == 1 || n%failureLogEvery == 0 {
-		r.m.log.Warn("bundle download failed", attrs...)
+		r.m.log.Warn(msg, attrs...)
 		return
 	}
-	r.m.log.Debug("bundle download failed", attrs...)
+	r.m.log.Debug(msg, attrs...)
 }
 
 func (r *remoteSource) resetFailures() {

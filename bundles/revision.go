@@ -174,7 +174,7 @@ func (r *revision) Eval(ctx context.Context, input map[string]any) (any, bool, e
 }
 
 // Query evaluates the document at a slash-separated data path such as
-// "pdp/authz/decision"; an empty path is the whole data document. Prepared
+// "pdp/authz/decision". An empty path is the whole data document. Prepared
 // queries are cached per revision, up to the configured cache size.
 func (r *revision) Query(ctx context.Context, path string, input any) (any, bool, error) {
 	key := strings.Trim(path, "/")
@@ -206,7 +206,7 @@ func dataRef(path string) ast.Ref {
 // evalPrepared evaluates query with input converted straight to an AST
 // value: rego.EvalInput would round-trip the whole input through JSON
 // first, which ast.InterfaceToValue does only for struct values. The result
-// holds plain Go values; numbers are json.Number.
+// holds plain Go values, with numbers as json.Number.
 func evalPrepared(ctx context.Context, query rego.PreparedEvalQuery, input any) (any, bool, error) {
 	opts := make([]rego.EvalOption, 0, 1)
 	if input != nil {

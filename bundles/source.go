@@ -28,7 +28,7 @@ type readSettings struct {
 
 // newVerificationConfig maps the signing settings to OPA's verification
 // config. It returns nil, meaning "no verification", when no keys are
-// configured; OPA then rejects any bundle that carries signatures.
+// configured. OPA then rejects any bundle that carries signatures.
 func newVerificationConfig(s SigningConfig) (*bundle.VerificationConfig, error) {
 	if len(s.Keys) == 0 {
 		return nil, nil

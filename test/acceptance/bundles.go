@@ -148,7 +148,7 @@ func adjustBundleCase(c bundleCase) []bundleCase {
 		c.errorText = "(4 bytes)"
 	case "signatures-file-empty-or-unconfigured":
 		// Variant 1: no verification configured. Variant 2: verification
-		// configured; the product needs a key for that.
+		// configured, which the product expresses with a key.
 		unconfigured := c
 		unconfigured.name += "/unconfigured"
 		unconfigured.errorText = "verification key not provided"
@@ -157,7 +157,7 @@ func adjustBundleCase(c bundleCase) []bundleCase {
 		c.errorText = ".signatures.json: missing JWT (expected exactly one)"
 		return []bundleCase{unconfigured, c}
 	case "signing-required-but-unsigned":
-		// The corpus configures key id "somekey" without keys; the product
+		// The corpus configures key id "somekey" without keys. The product
 		// expresses "signature required" as required: true with a key.
 		required := c
 		required.name += "/required"
@@ -258,7 +258,7 @@ func (c bundleCase) run() error {
 		}
 		return checkError(err, c.errorText)
 	}
-	// A bundle without a decision rule passed every bundle check; only the
+	// A bundle without a decision rule passed every bundle check. Only the
 	// product's entrypoint requirement remains, which these corpus bundles
 	// were not written for.
 	if err != nil && !errors.Is(err, bundles.ErrMissingEntrypoint) {
@@ -301,7 +301,7 @@ func checkError(err error, want string) error {
 
 // runSignatureVectors loads, for each JWT vector, a bundle holding only a
 // .signatures.json with the vector's token. A vector that must verify then
-// fails only because the files it lists are absent; a vector that must
+// fails only because the files it lists are absent. A vector that must
 // fail is rejected with OPA's message.
 func runSignatureVectors(root string, r *report) {
 	raw, err := os.ReadFile(filepath.Join(root, "signature-jwt-vectors", "vectors.json"))

@@ -136,7 +136,7 @@ func loadCorpusPolicy(dir, query string) (pdp.Policy, *bundles.Manager, func(), 
 	return m.Active(), m, cleanup, nil
 }
 
-// queryRef turns a case query into a data reference; a bare rule name
+// queryRef turns a case query into a data reference. A bare rule name
 // refers to the Authorino package.
 func queryRef(query string) string {
 	if strings.HasPrefix(query, "data.") {
@@ -157,7 +157,7 @@ func evalPolicyCase(policy pdp.Policy, c policyCase) error {
 	switch want := c.Expect.(type) {
 	case bool:
 		// Authorino reports an undefined allow as a deny, and its cases
-		// were written with that meaning; OPA's own cases tell undefined
+		// were written with that meaning. OPA's own cases tell undefined
 		// and false apart.
 		if !defined && !want && !strings.HasPrefix(c.Query, "data.") {
 			return nil
