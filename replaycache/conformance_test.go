@@ -47,7 +47,8 @@ type backend struct {
 
 func memoryBackend() backend {
 	return backend{name: "memory", config: func() replaycache.Config {
-		return replaycache.Config{Backend: replaycache.BackendMemory}
+		return replaycache.Config{Backend: replaycache.BackendMemory,
+			LostStateGuard: replaycache.GuardWindow}
 	}}
 }
 
@@ -56,7 +57,8 @@ func redisBackend(name string, redisConfig replaycache.RedisConfig) backend {
 		rc := redisConfig
 		// Generous, because 1,000 goroutines queue for a pool connection.
 		rc.OpTimeout = 5 * time.Second
-		return replaycache.Config{Backend: replaycache.BackendRedis, Redis: rc}
+		return replaycache.Config{Backend: replaycache.BackendRedis, Redis: rc,
+			LostStateGuard: replaycache.GuardWindow}
 	}}
 }
 

@@ -18,7 +18,8 @@ import (
 func newRedisStore(t *testing.T, addr string, clk *clock, opTimeout time.Duration) replaycache.Store {
 	t.Helper()
 	cfg := replaycache.Config{Backend: replaycache.BackendRedis,
-		Redis: replaycache.RedisConfig{Addrs: []string{addr}, OpTimeout: opTimeout}}
+		LostStateGuard: replaycache.GuardWindow,
+		Redis:          replaycache.RedisConfig{Addrs: []string{addr}, OpTimeout: opTimeout}}
 	s, err := replaycache.New(cfg, replaycache.Options{Now: clk.Now})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -229,5 +230,35 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := replaycache.New(replaycache.Config{Backend: replaycache.BackendRedis}, replaycache.Options{}); err == nil {
 		t.Fatal("New without redis.addrs succeeded, want an error")
+	}
+}
+
+func TestRecoveryMomentGuardByDefault(t *testing.T) {
+	server := redisproc.Start(t)
+	clk := newClock()
+	cfg := replaycache.Config{Backend: replaycache.BackendRedis,
+		Redis: replaycache.RedisConfig{Addrs: []string{server.Addr}, OpTimeout: time.Second}}
+	store, err := replaycache.New(cfg, replaycache.Options{Now: clk.Now})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+
+	clk.Advance(time.Second)
+	if err := check(store, clk, "m1", 10); err != nil {
+		t.Fatalf("first message on a new store: %v, want accepted", err)
+	}
+	m1 := pdp.ReplayCheck{Sender: "billing", Channel: "main", Nonce: "m1",
+		Timestamp: clk.Now(), Sequence: 10, HasSequence: true}
+
+	server.Restart()
+	clk.Advance(2 * time.Second)
+	err = store.Check(context.Background(), m1)
+	if !errors.Is(err, replaycache.ErrStateLost) {
+		t.Fatalf("replay of m1 stamped before the restart = %v, want ErrStateLost", err)
+	}
+	clk.Advance(time.Second)
+	if err := check(store, clk, "m2", 11); err != nil {
+		t.Fatalf("message stamped after the restart: %v, want accepted", err)
 	}
 }

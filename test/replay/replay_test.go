@@ -136,7 +136,8 @@ func TestTwoEnginesShareRedis(t *testing.T) {
 	clk := &clock{now: time.Unix(1_764_849_600, 0)}
 	newStore := func() replaycache.Store {
 		s, err := replaycache.New(replaycache.Config{Backend: replaycache.BackendRedis,
-			Redis: replaycache.RedisConfig{Addrs: []string{server.Addr}, OpTimeout: time.Second}},
+			LostStateGuard: replaycache.GuardWindow,
+			Redis:          replaycache.RedisConfig{Addrs: []string{server.Addr}, OpTimeout: time.Second}},
 			replaycache.Options{Now: clk.Now})
 		if err != nil {
 			t.Fatalf("replaycache.New: %v", err)
