@@ -158,7 +158,7 @@ func validateClaims(c *claims, iss *issuer, now time.Time) error {
 		}
 	}
 
-	leeway := cfg.Leeway
+	leeway := *cfg.Leeway
 	if c.hasExp && !now.Before(c.expiresAt.Add(leeway)) {
 		return pdp.Denyf(pdp.ReasonTokenExpired, "token expired at %s", c.expiresAt.Format(time.RFC3339Nano))
 	}

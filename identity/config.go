@@ -99,10 +99,12 @@ type IssuerConfig struct {
 	JWKSMaxRefreshInterval time.Duration `yaml:"jwks_max_refresh_interval"`
 	// Keys are static verification keys and HMAC secrets.
 	Keys []KeyConfig `yaml:"keys"`
-	// Leeway is the clock skew allowed on exp, nbf and iat. Default 30s.
-	Leeway time.Duration `yaml:"leeway"`
+	// Leeway is the clock skew allowed on exp, nbf and iat. Default 30s
+	// when unset; an explicit 0s disables it.
+	Leeway *time.Duration `yaml:"leeway"`
 	// RequiredClaims must be present in every token. iss is always required
-	// and aud unless AllowMissingAudience is set. Default [exp].
+	// and aud unless AllowMissingAudience is set. Default [exp] when unset;
+	// an explicit empty list requires none.
 	RequiredClaims []string `yaml:"required_claims"`
 	// MaxTokenSize is the largest accepted token in bytes. Default 8192.
 	MaxTokenSize int `yaml:"max_token_size"`
@@ -254,8 +256,8 @@ func (ic *IssuerConfig) validate(prefix string, add func(key, format string, arg
 	if ic.MaxTokenSize < 0 {
 		add(prefix+".max_token_size", "must be positive, got %d", ic.MaxTokenSize)
 	}
-	if ic.Leeway < 0 {
-		add(prefix+".leeway", "must not be negative, got %s", ic.Leeway)
+	if *ic.Leeway < 0 {
+		add(prefix+".leeway", "must not be negative, got %s", *ic.Leeway)
 	}
 }
 
@@ -269,8 +271,9 @@ func (ic *IssuerConfig) applyDefaults() {
 	if ic.JWKSMaxRefreshInterval == 0 {
 		ic.JWKSMaxRefreshInterval = DefaultJWKSMaxRefreshInterval
 	}
-	if ic.Leeway == 0 {
-		ic.Leeway = DefaultLeeway
+	if ic.Leeway == nil {
+		leeway := DefaultLeeway
+		ic.Leeway = &leeway
 	}
 	if ic.RequiredClaims == nil {
 		ic.RequiredClaims = []string{"exp"}

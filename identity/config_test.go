@@ -42,7 +42,7 @@ revocation:
 	if ic.JWKSRefreshInterval != 10*time.Minute || ic.JWKSMinRefreshInterval != DefaultJWKSMinRefreshInterval {
 		t.Errorf("refresh intervals = %s, %s", ic.JWKSRefreshInterval, ic.JWKSMinRefreshInterval)
 	}
-	if ic.Leeway != 5*time.Second || ic.MaxTokenSize != DefaultMaxTokenSize {
+	if *ic.Leeway != 5*time.Second || ic.MaxTokenSize != DefaultMaxTokenSize {
 		t.Errorf("leeway = %s, max token size = %d", ic.Leeway, ic.MaxTokenSize)
 	}
 	if len(ic.RequiredClaims) != 1 || ic.RequiredClaims[0] != "exp" {

@@ -267,8 +267,13 @@ func parseJWKFile(data []byte, id string, algorithms []string) ([]*verificationK
 		if err != nil {
 			return nil, err
 		}
-		if len(skipped) > 0 {
-			return nil, errors.Join(skipped...)
+		for _, err := range skipped {
+			if !errors.Is(err, errNotForSignatures) {
+				return nil, err
+			}
+		}
+		if len(keys) == 0 {
+			return nil, errors.New("JWKS holds no signature verification key")
 		}
 		return withAlgorithms(keys, algorithms)
 	}
@@ -327,6 +332,10 @@ func parseJWKS(obj map[string]any, allowSecrets bool) ([]*verificationKey, []err
 	return keys, skipped, nil
 }
 
+// errNotForSignatures marks a JWK published for another purpose (use enc,
+// or key_ops without verify). Such keys are skipped, not reported.
+var errNotForSignatures = errors.New("key is not for signature verification")
+
 // privateMembers are JWK members that only private or symmetric keys have.
 var privateMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth"}
 
@@ -338,12 +347,12 @@ func parseJWK(jwk map[string]any, allowSecrets bool) (*verificationKey, error) {
 	kty, _ := jwk["kty"].(string)
 	kid, _ := jwk["kid"].(string)
 	if use, ok := jwk["use"]; ok && use != "sig" {
-		return nil, fmt.Errorf("key %q has use %v, not sig", kid, use)
+		return nil, fmt.Errorf("key %q has use %v: %w", kid, use, errNotForSignatures)
 	}
 	if ops, ok := jwk["key_ops"]; ok {
 		list, _ := ops.([]any)
 		if !slices.Contains(list, any("verify")) {
-			return nil, fmt.Errorf("key %q has key_ops without verify", kid)
+			return nil, fmt.Errorf("key %q has key_ops without verify: %w", kid, errNotForSignatures)
 		}
 	}
 	if kty != "oct" {
