@@ -22,8 +22,8 @@ import (
 // list, so the encoder is written here and tested against the RFC 8785
 // reference vectors.
 
-// maxSafeInteger is 2^53, the largest integer that every IEEE-754 double
-// consumer reads back exactly (RFC 8785 section 3.2.2.3, I-JSON).
+// maxSafeInteger is 2^53. JCS numbers are IEEE-754 doubles, which hold
+// every integer up to 2^53 exactly and skip some above it.
 const maxSafeInteger = 1 << 53
 
 // canonicalize returns the JCS form of one JSON text. It rejects duplicate
@@ -106,8 +106,8 @@ func appendObject(dst []byte, obj map[string]any) ([]byte, error) {
 	return append(dst, '}'), nil
 }
 
-// lessUTF16 orders strings by their UTF-16 code units, as RFC 8785 section
-// 3.2.3 requires. It differs from byte order only when a character above
+// lessUTF16 orders strings by their UTF-16 code units, as RFC 8785
+// requires. It differs from byte order only when a character above
 // U+FFFF (a surrogate pair, 0xD800-0xDBFF first) meets one in U+E000-U+FFFF.
 func lessUTF16(a, b string) bool {
 	for a != "" && b != "" {
@@ -175,8 +175,7 @@ func appendInteger(dst []byte, n int64) ([]byte, error) {
 	return strconv.AppendInt(dst, n, 10), nil
 }
 
-// appendNumber writes f as ECMAScript's Number.prototype.toString (ES2015
-// section 7.1.12.1) does. strconv's shortest round-trip digits are the
+// appendNumber writes f as ECMAScript's Number.prototype.toString does. strconv's shortest round-trip digits are the
 // digits that algorithm selects; only the layout differs.
 func appendNumber(dst []byte, f float64) ([]byte, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {

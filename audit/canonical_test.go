@@ -9,9 +9,8 @@ import (
 	"testing"
 )
 
-// The testdata/jcs vectors are the input and output files of the RFC 8785
-// authors' reference implementation (cyberphone/json-canonicalization,
-// testdata/input and testdata/output); the outputs are stored as hex.
+// The testdata/jcs files are the RFC 8785 test vectors of the reference
+// implementation by the RFC's authors. Outputs are stored as hex.
 func TestCanonicalizeRFC8785Vectors(t *testing.T) {
 	inputs, err := filepath.Glob("testdata/jcs/*.input.json")
 	if err != nil || len(inputs) == 0 {

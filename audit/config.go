@@ -47,7 +47,8 @@ const (
 	DefaultStreamQueue = 10_000
 )
 
-// Durability says when Record returns relative to the disk.
+// Durability sets when Record returns: after the fsync of its own record,
+// after the fsync of its batch, or after the write alone.
 type Durability string
 
 // Durability levels.
@@ -65,7 +66,7 @@ const (
 
 // Config selects the audit sinks and their durability. Fields left at their
 // zero value take the Default* constants. A negative duration or count
-// disables the feature where the field says so.
+// disables the feature where the field documents it.
 type Config struct {
 	// Dir holds the audit files of this instance's chain. Default DefaultDir.
 	Dir string `yaml:"dir"`
@@ -74,9 +75,9 @@ type Config struct {
 	// BatchMaxWait is how long the first record of a batch may wait for
 	// more records before the batch is written, as a duration ("2ms"). Used
 	// with durability batch only. Default 0: the writer takes every record
-	// that queued during the previous write and fsync and writes at once,
-	// so batches already grow with the fsync time, and a wait only adds
-	// latency unless fsync is much faster than the gap between records.
+	// that queued during the previous write and fsync, so batches already
+	// grow with the fsync time. A wait adds latency and pays off only when
+	// fsync is much faster than the gap between records.
 	BatchMaxWait time.Duration `yaml:"batch_max_wait"`
 	// BatchMaxRecords is the number of queued records that is written
 	// without further waiting. Default DefaultBatchMaxRecords.

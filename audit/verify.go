@@ -146,8 +146,8 @@ func uintField(fields map[string]any, key string) (uint64, error) {
 	return v, nil
 }
 
-// Verify checks one instance's chain, given as its files in chain order:
-// every record's hash, the link of each record to the one before, gapless
+// Verify checks one instance's chain, given as its files in chain order.
+// It checks every record's hash and its link to the record before, gapless
 // sequence numbers across files, one instance throughout, checkpoint
 // contents and signatures, and the anchors in opts. It returns an error only
 // when a file cannot be read; a broken chain is reported in Result.Fault.

@@ -192,9 +192,8 @@ func (w *writer) run() {
 
 // collect returns first and the records queued behind it, at most
 // BatchMaxRecords. With durability batch and a BatchMaxWait, it waits for
-// more records until BatchMaxWait has passed since first was queued;
-// records that queued during the previous write usually find that time
-// already passed.
+// more records until BatchMaxWait has passed since first was queued. Under
+// load that time has usually passed during the previous write.
 func (w *writer) collect(first *request) []*request {
 	batch := []*request{first}
 	if w.cfg.Durability == DurabilityAlways {
@@ -242,7 +241,7 @@ func (w *writer) drain() {
 	}
 }
 
-// commit writes one batch and answers each of its callers.
+// commit writes one batch and sends each caller its result.
 func (w *writer) commit(batch []*request) {
 	errs := make([]error, len(batch))
 	if err := w.prepare(); err != nil {
@@ -422,9 +421,9 @@ func (w *writer) checkpointWritten(cp *Checkpoint, now time.Time) {
 	}
 }
 
-// fail marks the sink as unable to write. The file is closed, because
-// after a failed write or fsync its state is unknown; repair reopens it and
-// cuts it back to the acknowledged records.
+// fail marks the sink as unable to write. It closes the file, because
+// after a failed write or fsync the file's state is unknown. repair reopens
+// it and cuts it back to the acknowledged records.
 func (w *writer) fail(err error) {
 	w.l.writeErrors.Add(1)
 	if w.file != nil {
