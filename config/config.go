@@ -140,6 +140,7 @@ func Load(path string, environ []string) (*Config, error) {
 	if err := applyEnv(cfg, environ); err != nil {
 		return nil, err
 	}
+	cfg.shareWindow()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -192,12 +193,29 @@ func (c *Config) Validate() error {
 		add(fmt.Sprintf("routes[%d]", i), r.Validate())
 	}
 	add("gateway", c.Gateway.Validate())
+	if mw, rw := c.Messages.Window, c.Replay.Window; mw.Past != rw.Past || mw.Future != rw.Future ||
+		mw.ClockSkew != rw.ClockSkew {
+		add("replay.window", errors.New("must equal messages.window, or be left out to take it"))
+	}
 	add("bundle", c.Bundle.Validate())
 	add("audit", c.Audit.Validate())
 	add("replay", c.Replay.Validate())
 	add("identity", c.Identity.Validate())
 	add("messages", c.Messages.Validate())
 	return errors.Join(errs...)
+}
+
+// shareWindow copies the message timestamp window to the replay store when
+// only one of them is set, because the store keeps each nonce exactly as
+// long as the verifier accepts its message.
+func (c *Config) shareWindow() {
+	mw, rw := &c.Messages.Window, &c.Replay.Window
+	if *rw == (replaycache.Window{}) {
+		*rw = replaycache.Window{Past: mw.Past, Future: mw.Future, ClockSkew: mw.ClockSkew}
+	}
+	if *mw == (message.Window{}) {
+		*mw = message.Window{Past: rw.Past, Future: rw.Future, ClockSkew: rw.ClockSkew}
+	}
 }
 
 func validLevel(level string) bool {

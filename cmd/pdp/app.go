@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -10,19 +9,27 @@ import (
 	"github.com/authgate/pdp/audit"
 	"github.com/authgate/pdp/bundles"
 	"github.com/authgate/pdp/config"
+	"github.com/authgate/pdp/identity"
+	"github.com/authgate/pdp/message"
 	"github.com/authgate/pdp/pdp"
 	"github.com/authgate/pdp/policies"
+	"github.com/authgate/pdp/replaycache"
+	"github.com/redis/go-redis/v9"
 )
 
 // app holds the wired components of one serving process.
 type app struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	bundles *bundles.Manager
-	audit   *audit.Log
-	engine  *pdp.Engine
-	http    *api.Server
-	closers []func()
+	cfg      *config.Config
+	log      *slog.Logger
+	redis    redis.UniversalClient
+	bundles  *bundles.Manager
+	audit    *audit.Log
+	identity *identity.Authenticator
+	messages *message.Verifier
+	replay   replaycache.Store
+	engine   *pdp.Engine
+	http     *api.Server
+	closers  []func()
 }
 
 // newApp builds every component from cfg and loads the first bundle. A
@@ -37,6 +44,9 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 }
 
 func (a *app) build(ctx context.Context) error {
+	if err := a.buildRedis(); err != nil {
+		return err
+	}
 	var err error
 	a.bundles, err = bundles.NewManager(a.cfg.Bundle, bundles.Options{
 		Logger: a.log, Embedded: policies.Bundle,
@@ -49,7 +59,9 @@ func (a *app) build(ctx context.Context) error {
 	}
 	a.onClose(a.bundles.Stop)
 
-	a.audit, err = audit.Open(a.cfg.Audit, audit.Options{Instance: a.cfg.Instance, Logger: a.log})
+	a.audit, err = audit.Open(a.cfg.Audit, audit.Options{
+		Instance: a.cfg.Instance, Logger: a.log, Redis: a.redis,
+	})
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -59,8 +71,13 @@ func (a *app) build(ctx context.Context) error {
 		}
 	})
 
+	if err := a.buildChecks(ctx); err != nil {
+		return err
+	}
+
 	opts := pdp.Options{
 		Policies: a.bundles, Auditor: a.audit, Routes: a.cfg.Routes,
+		Authenticator: a.identity, Messages: a.messages, Replay: a.replay,
 		Instance: a.cfg.Instance, PolicyTimeout: a.cfg.PolicyTimeout, Logger: a.log,
 	}
 	if a.cfg.Unmatched == config.UnmatchedPolicy {
@@ -76,7 +93,58 @@ func (a *app) build(ctx context.Context) error {
 		Readiness: []api.ReadinessCheck{
 			{Name: "bundle", Check: func(context.Context) error { return a.bundles.Ready() }},
 			{Name: "audit", Check: func(context.Context) error { return a.audit.Ready() }},
+			{Name: "keys", Check: func(context.Context) error { return a.identity.Ready() }},
+			{Name: "replay", Check: a.replay.Ready},
 		},
+	})
+	return nil
+}
+
+// buildRedis connects the one Redis client that the replay store,
+// revocation sync and audit stream share, when replay.backend is redis.
+func (a *app) buildRedis() error {
+	if a.cfg.Replay.Backend != replaycache.BackendRedis {
+		return nil
+	}
+	client, err := replaycache.NewClient(a.cfg.Replay.Redis)
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	a.redis = client
+	a.onClose(func() {
+		if err := client.Close(); err != nil {
+			a.log.Warn("redis close failed", "error", err)
+		}
+	})
+	return nil
+}
+
+// buildChecks builds the mandatory checks: caller identity, message
+// signatures and replay state.
+func (a *app) buildChecks(ctx context.Context) error {
+	var err error
+	a.identity, err = identity.New(a.cfg.Identity, identity.Options{Logger: a.log, Redis: a.redis})
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	if err := a.identity.Start(ctx); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	a.onClose(a.identity.Stop)
+
+	a.messages, err = message.NewVerifier(a.cfg.Messages, message.Options{Logger: a.log})
+	if err != nil {
+		return fmt.Errorf("messages: %w", err)
+	}
+
+	a.replay, err = replaycache.New(a.cfg.Replay, replaycache.Options{Client: a.redis, Logger: a.log})
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	a.onClose(func() {
+		if err := a.replay.Close(); err != nil {
+			a.log.Warn("replay store close failed", "error", err)
+		}
 	})
 	return nil
 }
@@ -103,5 +171,3 @@ func (a *app) close() {
 	}
 	a.closers = nil
 }
-
-var errNotReady = errors.New("not ready")
