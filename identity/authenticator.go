@@ -218,7 +218,7 @@ func (a *Authenticator) Stop() {
 }
 
 // Ready returns nil when every issuer has keys, every JWKS endpoint
-// answered its last fetch, and shared revocations are fresh. An error that
+// served its last fetch, and shared revocations are fresh. An error that
 // wraps ErrKeysStale means tokens are still verified with the last good
 // key set.
 func (a *Authenticator) Ready() error {

@@ -115,6 +115,8 @@ func dateClaim(raw map[string]any, name string) (time.Time, bool, error) {
 		return time.Time{}, false, fmt.Errorf("claim %s is not a number", name)
 	}
 	s := string(n)
+
+	// Integer seconds, the common case, need no rational arithmetic.
 	if secs, err := strconv.ParseInt(s, 10, 64); err == nil {
 		if secs > maxUnixSeconds || secs < -maxUnixSeconds {
 			return time.Time{}, false, fmt.Errorf("claim %s is out of range", name)
@@ -124,6 +126,7 @@ func dateClaim(raw map[string]any, name string) (time.Time, bool, error) {
 	if !numericDate.MatchString(s) {
 		return time.Time{}, false, fmt.Errorf("claim %s is not a usable NumericDate", name)
 	}
+
 	r, ok := new(big.Rat).SetString(s)
 	if !ok {
 		return time.Time{}, false, fmt.Errorf("claim %s is not a usable NumericDate", name)

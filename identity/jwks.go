@@ -74,7 +74,7 @@ func newJWKSClient(caFile string) (*http.Client, error) {
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pemData) {
-			return nil, fmt.Errorf("jwks_ca_file %s holds no PEM certificate", caFile)
+			return nil, fmt.Errorf("jwks_ca_file %s contains no PEM certificate", caFile)
 		}
 		tlsConfig.RootCAs = pool
 	}
@@ -197,7 +197,7 @@ func (s *jwksSource) fetch(base context.Context) ([]*verificationKey, time.Durat
 		s.log.Debug("jwks key skipped", "issuer", s.issuer, "error", e)
 	}
 	if len(keys) == 0 {
-		return nil, 0, errors.New("JWKS holds no usable signature key")
+		return nil, 0, errors.New("JWKS contains no usable signature key")
 	}
 	keys, err = withAlgorithms(keys, nil)
 	if err != nil {

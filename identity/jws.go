@@ -96,6 +96,10 @@ func checkSegmentAlphabet(seg string) error {
 // rejects invalid UTF-8, duplicate keys at any depth, nesting deeper than
 // maxJSONDepth and trailing data, so that the claims we check are the
 // claims every other JSON parser would see.
+//
+// NOTE: json.Decoder.Token makes this the largest cost of an HS256
+// verification (an estimate from one CPU profile); a byte scanner for
+// duplicate keys would be faster.
 func decodeObject(data []byte) (map[string]any, error) {
 	if !utf8.Valid(data) {
 		return nil, errors.New("invalid UTF-8")

@@ -38,9 +38,9 @@ func (k *verificationKey) allows(alg string) bool {
 	return slices.Contains(k.algorithms, alg) && algorithmFits(alg, k.public) == nil
 }
 
-// algorithmFits checks that alg can be used with the key type: an HMAC
-// secret never verifies an RS, PS, ES or EdDSA token and the reverse, and
-// an ES algorithm needs the curve it is defined for (RFC 7518, section 3.4).
+// algorithmFits checks that alg can be used with the key type. An HMAC
+// secret never verifies an RS, PS, ES or EdDSA token and the reverse. An
+// ES algorithm needs the curve it is defined for (RFC 7518, section 3.4).
 func algorithmFits(alg string, key any) error {
 	switch k := key.(type) {
 	case []byte:
@@ -249,7 +249,7 @@ func pemPublicKey(block *pem.Block) (any, error) {
 		return cert.PublicKey, nil
 	}
 	if strings.Contains(block.Type, "PRIVATE KEY") {
-		return nil, errors.New("the file holds a private key: configure the public key instead")
+		return nil, errors.New("the file contains a private key: configure the public key instead")
 	}
 	return nil, fmt.Errorf("unsupported PEM block %q", block.Type)
 }
@@ -273,7 +273,7 @@ func parseJWKFile(data []byte, id string, algorithms []string) ([]*verificationK
 			}
 		}
 		if len(keys) == 0 {
-			return nil, errors.New("JWKS holds no signature verification key")
+			return nil, errors.New("JWKS contains no signature verification key")
 		}
 		return withAlgorithms(keys, algorithms)
 	}

@@ -146,7 +146,7 @@ func ParsePeerCertificate(urlEncodedPEM string) (*x509.Certificate, error) {
 	}
 	block, rest := pem.Decode([]byte(decoded))
 	if block == nil {
-		return nil, errors.New("peer certificate holds no PEM block")
+		return nil, errors.New("peer certificate contains no PEM block")
 	}
 	if block.Type != "CERTIFICATE" {
 		return nil, fmt.Errorf("peer certificate PEM block is %q, expected CERTIFICATE", block.Type)

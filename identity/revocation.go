@@ -243,6 +243,10 @@ func (r *revocations) load(ctx context.Context) (revocationSet, error) {
 }
 
 // sync reads the version counter and reloads the list when it changed.
+//
+// NOTE: Redis is the only shared copy. After a restart without persistence
+// the version key is gone, so replicas reload an empty list and forget
+// every revocation.
 func (r *revocations) sync(ctx context.Context) error {
 	if r.redis == nil {
 		return nil

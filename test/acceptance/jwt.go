@@ -149,14 +149,14 @@ func (run jwtRun) check(r *report, v jwtVector) int {
 		detail += "; re-signed with a 32-byte secret"
 	}
 
-	why, explained := jwtDifferences[v.File]
+	explanation, explained := jwtDifferences[v.File]
 	switch {
 	case accepted == v.ExpectValid && explained:
-		r.fail(name, "listed as a difference (%s) but matches OPA (%s)", why, detail)
+		r.fail(name, "listed as a difference (%s) but matches OPA (%s)", explanation, detail)
 	case accepted == v.ExpectValid:
 		r.pass(fmt.Sprintf("%s [%s]", name, detail))
 	case explained:
-		r.pass(fmt.Sprintf("%s [explained difference: %s; ours: %s]", name, why, detail))
+		r.pass(fmt.Sprintf("%s [explained difference: %s; ours: %s]", name, explanation, detail))
 		return 1
 	default:
 		r.fail(name, "OPA valid=%v, ours valid=%v (%s)", v.ExpectValid, accepted, detail)
@@ -209,10 +209,11 @@ func (run jwtRun) verify(v jwtVector, token string) (bool, string, error) {
 	return true, "accepted, sub " + fmt.Sprintf("%q", id.Subject), nil
 }
 
-// issuerConfig maps the OPA constraints to an issuer: iss comes from the
-// constraint or else from the token (OPA checks iss only when
-// constrained), aud is required only when constrained (OPA then rejects a
-// token that carries aud), no claim is required and leeway is zero.
+// issuerConfig maps the OPA constraints to an issuer. OPA checks iss only
+// when constrained, so iss comes from the constraint or else from the
+// token. aud is required only when constrained, and without a constraint a
+// token that carries aud is rejected, as OPA does. No claim is required
+// and leeway is zero.
 func (run jwtRun) issuerConfig(v jwtVector, token string) (identity.IssuerConfig, error) {
 	leeway := time.Duration(0)
 	cfg := identity.IssuerConfig{
