@@ -14,17 +14,18 @@
 // failover to a replica that missed writes, an in-memory store that was
 // restarted or had to evict live entries) could accept a replay of a message
 // it accepted before. Each store therefore keeps a recovery moment T0 and,
-// with the default guard (recovery_moment), denies with state.unavailable
-// every message timestamped before T0 until one whole window has passed.
-// Messages stamped after T0 pass at once, so a restart does not stop
-// traffic. The one message this can let through is one stamped ahead of the
-// PDP's clock (inside window.future) and accepted shortly before the loss.
+// with the default guard (window), denies with state.unavailable every
+// message timestamped before T0 + window.future + window.clock_skew. A
+// message accepted before T0 had a timestamp below that bound, even one
+// stamped ahead of the PDP's clock, so none can be replayed. The guard ends
+// by itself once every message it could deny is stale.
 //
-// lost_state_guard: window closes that gap: it denies every message
-// timestamped before T0 + window.future + window.clock_skew. The cost is
-// that for up to window.future after a loss, or after a store is first used
-// or restarted, fresh messages are denied too (HTTP 503, which senders
-// retry). See Store for how each backend finds T0.
+// The cost is that for up to window.future after a loss, or after a store
+// is first used or restarted, fresh messages are denied too (HTTP 503,
+// which webhook senders retry). lost_state_guard: recovery_moment denies
+// only messages timestamped before T0: traffic passes at once, but a message
+// stamped ahead of the PDP's clock and accepted shortly before the loss can
+// be replayed once. See Store for how each backend finds T0.
 package replaycache
 
 import (
@@ -54,7 +55,7 @@ const (
 // Defaults applied by Validate to fields left at their zero value.
 const (
 	DefaultBackend         = BackendMemory
-	DefaultLostStateGuard  = GuardRecoveryMoment
+	DefaultLostStateGuard  = GuardWindow
 	DefaultPastTolerance   = 5 * time.Minute
 	DefaultFutureTolerance = 5 * time.Minute
 	DefaultMaxEntries      = 1_000_000
@@ -88,7 +89,7 @@ type Config struct {
 	// verifier's window: the store denies as stale every message outside
 	// it, and keeps each nonce for the whole window.
 	Window Window `yaml:"window"`
-	// LostStateGuard is "recovery_moment" (the default) or "window"; see
+	// LostStateGuard is "window" (the default) or "recovery_moment"; see
 	// GuardWindow and GuardRecoveryMoment and the package documentation.
 	LostStateGuard string `yaml:"lost_state_guard"`
 	// SequenceWindow is how many sequence numbers below the highest one seen

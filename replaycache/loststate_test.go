@@ -233,11 +233,12 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestRecoveryMomentGuardByDefault(t *testing.T) {
+func TestRecoveryMomentGuard(t *testing.T) {
 	server := redisproc.Start(t)
 	clk := newClock()
 	cfg := replaycache.Config{Backend: replaycache.BackendRedis,
-		Redis: replaycache.RedisConfig{Addrs: []string{server.Addr}, OpTimeout: time.Second}}
+		LostStateGuard: replaycache.GuardRecoveryMoment,
+		Redis:          replaycache.RedisConfig{Addrs: []string{server.Addr}, OpTimeout: time.Second}}
 	store, err := replaycache.New(cfg, replaycache.Options{Now: clk.Now})
 	if err != nil {
 		t.Fatalf("New: %v", err)
