@@ -199,8 +199,9 @@ func (l *Limits) RetryAfterSeconds() int {
 }
 
 // CheckHeaders returns a request.too_large error when headers exceed
-// MaxHeaderCount or MaxHeaderBytes, counting each value as one field. The
-// Envoy gRPC Check handler calls it on the CheckRequest's HTTP headers.
+// MaxHeaderCount or MaxHeaderBytes, counting each value as one field. It
+// is meant for the Envoy gRPC Check handler, to apply to the
+// CheckRequest's HTTP headers.
 func (l *Limits) CheckHeaders(headers map[string]string) error {
 	if len(headers) > l.cfg.MaxHeaderCount {
 		return pdp.Denyf(pdp.ReasonRequestTooLarge, "%d header fields exceed max_header_count %d",
@@ -239,8 +240,8 @@ func (l *Limits) checkHeaderBytes(size int) error {
 
 // Middleware returns echo middleware that, in order, rejects oversized
 // headers with 431, sheds requests beyond MaxConcurrent with 429 and
-// Retry-After, and gives each request a DecisionTimeout deadline, answering
-// 503 when the handler has not answered by then. Rejections carry a JSON
+// Retry-After, and gives each request a DecisionTimeout deadline, sending
+// 503 when the handler has not responded by then. Rejections carry a JSON
 // error body with the reason code and are not audited: they are not
 // decisions, and an audit fsync per shed request would add load exactly
 // when the PDP is overloaded.
