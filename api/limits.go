@@ -267,7 +267,7 @@ func (l *Limits) Middleware() echo.MiddlewareFunc {
 
 // withDeadline runs next under the decision deadline. The deadline is
 // cooperative: next runs on this goroutine and is never abandoned, so a
-// step that ignores its context still finishes before the answer.
+// step that ignores its context still finishes before the response.
 func (l *Limits) withDeadline(c echo.Context, next echo.HandlerFunc) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), l.cfg.DecisionTimeout)
 	defer cancel()
@@ -278,10 +278,10 @@ func (l *Limits) withDeadline(c echo.Context, next echo.HandlerFunc) error {
 		return err
 	}
 	return l.rejectHTTP(c, http.StatusServiceUnavailable, pdp.Denyf(pdp.ReasonTimeout,
-		"no answer within decision_timeout %s (handler error: %v)", l.cfg.DecisionTimeout, err))
+		"no response within decision_timeout %s (handler error: %v)", l.cfg.DecisionTimeout, err))
 }
 
-// rejectHTTP answers a request the limits rejected.
+// rejectHTTP sends the error response for a request the limits rejected.
 func (l *Limits) rejectHTTP(c echo.Context, status int, err error) error {
 	reason := pdp.ReasonOf(err, pdp.ReasonRequestInvalid)
 	l.reject(reason, err, "path", c.Request().URL.Path)

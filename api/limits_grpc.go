@@ -29,8 +29,9 @@ var grpcExemptPrefixes = []string{
 // UnaryServerInterceptor returns the gRPC counterpart of Middleware. It
 // rejects calls whose incoming metadata exceeds the header limits, sheds
 // calls beyond MaxConcurrent and gives each call a DecisionTimeout
-// deadline. A rejected call is answered by reject, or, when reject is nil
-// or returns nil for the reply, with a RESOURCE_EXHAUSTED status.
+// deadline. The reply to a rejected call comes from reject. When reject is
+// nil or returns a nil reply and error, the call fails with
+// RESOURCE_EXHAUSTED.
 //
 // The HTTP headers of an Envoy CheckRequest travel in the message, not
 // the metadata, so the Check handler applies CheckHeaders to them itself.

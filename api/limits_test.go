@@ -86,7 +86,7 @@ func (s *limitsServer) rejected(r pdp.Reason) int64 {
 }
 
 // limitsPost sends one request and returns the response, whose body it
-// has read, and the decoded error body of a non-200 answer.
+// has read, and the decoded error body of a non-200 response.
 func limitsPost(client *http.Client, url string, header http.Header) (*http.Response, errorBody, error) {
 	var body errorBody
 	req, err := http.NewRequest(http.MethodPost, url+"/v1/decision", strings.NewReader("{}"))
