@@ -98,3 +98,17 @@ func defaultConfig() *Config {
 	cfg := (&Config{}).withDefaults()
 	return &cfg
 }
+
+// testEngineModules is testEngine for several modules.
+func testEngineModules(t *testing.T, modules map[string]string, entrypoint string) (*pdp.Engine, *regosource.Auditor) {
+	t.Helper()
+	policy, err := regosource.Compile(context.Background(), modules, nil, entrypoint)
+	if err != nil {
+		t.Fatalf("compile policy: %v", err)
+	}
+	engine, aud, err := regosource.NewEngine(policy, pdp.Options{Authenticator: fakeAuthenticator{}})
+	if err != nil {
+		t.Fatalf("new engine: %v", err)
+	}
+	return engine, aud
+}
