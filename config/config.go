@@ -197,6 +197,9 @@ func (c *Config) Validate() error {
 		mw.ClockSkew != rw.ClockSkew {
 		add("replay.window", errors.New("must equal messages.window, or be left out to take it"))
 	}
+	if c.Audit.RedisStream.Enabled && c.Replay.Backend != replaycache.BackendRedis {
+		add("audit.redis_stream.enabled", errors.New("requires replay.backend: redis, whose connection it uses"))
+	}
 	add("bundle", c.Bundle.Validate())
 	add("audit", c.Audit.Validate())
 	add("replay", c.Replay.Validate())

@@ -67,7 +67,7 @@ var reasons = map[Reason]reasonInfo{
 	ReasonSequenceRegressed: {http.StatusConflict, "the message sequence number was already used or is out of window"},
 	ReasonPolicyDenied:      {http.StatusForbidden, "denied by policy"},
 	ReasonPolicyError:       {http.StatusInternalServerError, "the policy could not be evaluated"},
-	ReasonStateUnavailable:  {http.StatusServiceUnavailable, "replay state is unavailable"},
+	ReasonStateUnavailable:  {http.StatusServiceUnavailable, "shared state (replay or revocation) is unavailable"},
 	ReasonAuditUnavailable:  {http.StatusServiceUnavailable, "the audit log is unavailable"},
 	ReasonNoPolicy:          {http.StatusServiceUnavailable, "no policy bundle is active"},
 	ReasonRequestInvalid:    {http.StatusBadRequest, "the request is invalid"},
