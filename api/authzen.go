@@ -55,7 +55,7 @@ type authzenContext struct {
 }
 
 // authzenEvaluate handles POST /access/v1/evaluation. Every decision, deny
-// and engine failure included, is answered 200 with "decision"; only a
+// and engine failure included, gets a 200 response with "decision"; only a
 // body that cannot be read gets 400 or 413.
 func (s *Server) authzenEvaluate(c echo.Context) error {
 	echoRequestID(c)
@@ -78,7 +78,7 @@ func (s *Server) authzenEvaluate(c echo.Context) error {
 // authzenEvaluations handles POST /access/v1/evaluations. Without an
 // evaluations array it behaves as a single evaluation. Each item takes the
 // request's subject, action, resource and context for any of them it
-// leaves out. An invalid item is answered decision false with reason
+// leaves out. An invalid item gets decision false with reason
 // request.invalid and counts as a deny for the batch semantics.
 func (s *Server) authzenEvaluations(c echo.Context) error {
 	echoRequestID(c)
@@ -222,8 +222,8 @@ func decodeAuthZEN(raw []byte, v any) error {
 	return nil
 }
 
-// echoRequestID copies the caller's X-Request-ID to the response, as the
-// AuthZEN specification asks.
+// echoRequestID copies the caller's X-Request-ID to the response, so the
+// caller can match responses to its requests.
 func echoRequestID(c echo.Context) {
 	if id := c.Request().Header.Get("X-Request-ID"); id != "" {
 		c.Response().Header().Set("X-Request-ID", id)

@@ -64,7 +64,7 @@ type GRPCOptions struct {
 // service and server reflection registered. The caller serves it on its
 // listener (grpc.Server.Serve) and stops it with GracefulStop.
 //
-// Every Check is answered with a CheckResponse, never a gRPC error: a deny,
+// Every Check returns a CheckResponse, never a gRPC error: a deny,
 // including a policy error, unavailable replay state or a panic in the
 // handler, is a PERMISSION_DENIED status with a DeniedHttpResponse, because
 // Envoy's failure_mode_allow would let a request through on an error.
@@ -125,7 +125,7 @@ func (a *authorizationServer) Check(ctx context.Context, cr *authv3.CheckRequest
 	return a.checkResponse(&d), nil
 }
 
-// recoverCheck turns a panic in Check into a denial, so Envoy never sees a
+// recoverCheck turns a panic in Check into a denial, so Envoy never receives a
 // gRPC error for it. Other methods panic as usual.
 func (a *authorizationServer) recoverCheck(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 	handler grpc.UnaryHandler) (resp any, err error) {
@@ -185,7 +185,7 @@ func (a *authorizationServer) okResponse(d *pdp.Decision) (*authv3.CheckResponse
 	}, nil
 }
 
-// deniedResponse builds a PERMISSION_DENIED answer. A deny the policy
+// deniedResponse builds a PERMISSION_DENIED response. A deny the policy
 // decided keeps the policy's body, empty when it set none, as OPA's Envoy
 // plugin does; any other deny gets the JSON error body.
 func (a *authorizationServer) deniedResponse(d *pdp.Decision) *authv3.CheckResponse {

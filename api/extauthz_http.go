@@ -15,7 +15,7 @@ const envoyHeadersToRemove = "x-envoy-auth-headers-to-remove"
 
 // extAuthz handles Envoy's HTTP ext_authz mode: Envoy sends the original
 // method, headers and (with with_request_body) body to the configured
-// path_prefix followed by the original request target. It answers 200 to
+// path_prefix followed by the original request target. It responds 200 to
 // allow, with the headers to add upstream (select them with Envoy's
 // allowed_upstream_headers) and the response headers to add (select them
 // with allowed_client_headers_on_success); any other status denies, and
@@ -109,7 +109,7 @@ func (s *Server) writeDenial(c echo.Context, d *pdp.Decision, status int) error 
 // policyErrorDeny returns the deny that replaces an allow whose result
 // cannot be translated for the gateway (a malformed
 // query_parameters_to_set, say).
-// NOTE: the audit record of such a decision still says allow, because the
+// NOTE: the audit record of such a decision still records allow, because the
 // engine does not read these fields.
 func policyErrorDeny(d *pdp.Decision) pdp.Decision {
 	out := pdp.Decision{

@@ -21,7 +21,7 @@ import (
 //	proxy_set_header X-Forwarded-Proto $scheme;
 //	proxy_set_header X-Forwarded-For   $proxy_add_x_forwarded_for;
 //
-// X-Original-URI is required. The answer is 200 to allow, with the
+// X-Original-URI is required. The response is 200 to allow, with the
 // identity headers and the policy's headers for auth_request_set to copy
 // (an identity header is sent empty when unknown, and nginx's
 // proxy_set_header with an empty value drops the client's header). Every

@@ -108,7 +108,7 @@ func (s *Server) opaDataGet(c echo.Context) error {
 }
 
 // opaDefaultDecision handles POST /, OPA's default decision: the whole body
-// is the input, the answer is the bare result, and an undefined decision is
+// is the input, the response is the bare result, and an undefined decision is
 // 404 undefined_document.
 func (s *Server) opaDefaultDecision(c echo.Context) error {
 	path := strings.Trim(s.gw.OPARest.DefaultDecision, "/")
@@ -140,7 +140,7 @@ func (s *Server) opaDefaultDecision(c echo.Context) error {
 }
 
 // opaRequest reads and checks the data path of a /v1/data request. It
-// answers 400 itself, as OPA does, when a segment holds a double quote.
+// responds 400 itself, as OPA does, when a segment holds a double quote.
 func (s *Server) opaRequest(c echo.Context) (*pdp.Request, string, bool) {
 	escaped := c.Request().URL.EscapedPath()
 	path := strings.Trim(strings.TrimPrefix(escaped, "/v1/data"), "/")
@@ -188,7 +188,7 @@ func (s *Server) runOPAQuery(c echo.Context, req *pdp.Request, path string, inpu
 	return resp, http.StatusOK
 }
 
-// opaReject audits a request that could not be read and answers with OPA's
+// opaReject audits a request that could not be read and responds with OPA's
 // 400 invalid_parameter (413 for a body over the limit).
 func (s *Server) opaReject(c echo.Context, req *pdp.Request, err error) error {
 	reason := pdp.ReasonOf(err, pdp.ReasonRequestInvalid)

@@ -63,7 +63,7 @@ type envoyVariant struct {
 	want   envoyWant
 }
 
-// envoyCase says how a corpus case runs: over gRPC (the default), Envoy's
+// envoyCase selects how a corpus case runs: over gRPC (the default), Envoy's
 // HTTP ext_authz mode, or OPA's REST API for inputs in another shape.
 type envoyCase struct {
 	mode     string
@@ -124,7 +124,7 @@ var envoyCases = map[string]envoyCase{
 	"oep-parsed-path-and-repeated-query-allow": {variants: []envoyVariant{
 		{input: "input.json", want: rbacAllowWant},
 	}},
-	// OPA's plugin answers both with a gRPC error; the PDP answers a
+	// OPA's plugin returns a gRPC error for both; the PDP returns a
 	// CheckResponse denial instead, because Envoy's failure_mode_allow
 	// would let an error through.
 	"oep-policy-errors-fail-closed": {variants: []envoyVariant{
@@ -148,7 +148,7 @@ var envoyCases = map[string]envoyCase{
 		{input: "input.json", want: envoyWant{allow: true,
 			headers:         map[string][]string{"x": {"hello"}, "y": {"world"}},
 			headersToRemove: []string{"foo", "bar"}}},
-		// OPA's plugin answers a gRPC error here; the PDP denies.
+		// OPA's plugin returns a gRPC error here; the PDP denies.
 		{input: "input.json", policy: "policy-bad-type.rego", want: envoyWant{status: 403}},
 	}},
 	"oep-response-headers-to-add-multivalued": {variants: []envoyVariant{
