@@ -15,6 +15,8 @@ import (
 	"github.com/authgate/pdp/policies"
 	"github.com/authgate/pdp/replaycache"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
 )
 
 // app holds the wired components of one serving process.
@@ -29,6 +31,8 @@ type app struct {
 	replay   replaycache.Store
 	engine   *pdp.Engine
 	http     *api.Server
+	grpc     *grpc.Server
+	health   *health.Server
 	closers  []func()
 }
 
@@ -89,7 +93,8 @@ func (a *app) build(ctx context.Context) error {
 	}
 
 	a.http = api.NewServer(api.Options{
-		Engine: a.engine, MaxBodyBytes: a.cfg.HTTP.MaxBodyBytes, Logger: a.log,
+		Engine: a.engine, Gateway: a.cfg.Gateway, MaxBodyBytes: a.cfg.HTTP.MaxBodyBytes,
+		Logger: a.log,
 		Readiness: []api.ReadinessCheck{
 			{Name: "bundle", Check: func(context.Context) error { return a.bundles.Ready() }},
 			{Name: "audit", Check: func(context.Context) error { return a.audit.Ready() }},
@@ -97,6 +102,14 @@ func (a *app) build(ctx context.Context) error {
 			{Name: "replay", Check: a.replay.Ready},
 		},
 	})
+
+	if a.cfg.GRPC.Addr != "" {
+		a.health = health.NewServer()
+		a.grpc = api.NewGRPCServer(api.GRPCOptions{
+			Engine: a.engine, Gateway: a.cfg.Gateway, MaxBodyBytes: a.cfg.HTTP.MaxBodyBytes,
+			Health: a.health, Logger: a.log,
+		})
+	}
 	return nil
 }
 
@@ -149,17 +162,50 @@ func (a *app) buildChecks(ctx context.Context) error {
 	return nil
 }
 
-// listen opens every configured listener.
+// listen opens every configured listener; on error it closes the ones
+// already open.
 func (a *app) listen() ([]listener, error) {
-	l, err := listenTCP("http", a.cfg.HTTP.Addr)
+	httpListener, err := listenTCP("http", a.cfg.HTTP.Addr)
 	if err != nil {
 		return nil, err
 	}
-	return []listener{{
+	out := []listener{{
 		name:     "http",
-		serve:    func() error { return a.http.Serve(l) },
+		serve:    func() error { return a.http.Serve(httpListener) },
 		shutdown: a.http.Shutdown,
-	}}, nil
+	}}
+	if a.grpc == nil {
+		return out, nil
+	}
+
+	grpcListener, err := listenTCP("grpc", a.cfg.GRPC.Addr)
+	if err != nil {
+		httpListener.Close()
+		return nil, err
+	}
+	return append(out, listener{
+		name:     "grpc",
+		serve:    func() error { return a.grpc.Serve(grpcListener) },
+		shutdown: a.stopGRPC,
+	}), nil
+}
+
+// stopGRPC reports NOT_SERVING, then waits for in-flight checks until ctx
+// ends and cuts the rest.
+func (a *app) stopGRPC(ctx context.Context) error {
+	a.health.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		a.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		a.grpc.Stop()
+		return ctx.Err()
+	}
 }
 
 func (a *app) onClose(fn func()) { a.closers = append(a.closers, fn) }
