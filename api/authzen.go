@@ -173,7 +173,6 @@ func (ev authzenEvaluation) toRequest(c echo.Context) (*pdp.Request, error) {
 	req := &pdp.Request{
 		FrontDoor: pdp.FrontDoorAuthZEN,
 		Context:   ev.Context,
-		TraceID:   traceID(c.Request().Header.Get("traceparent")),
 	}
 	var missing []string
 	if ev.Subject != nil {

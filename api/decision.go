@@ -68,7 +68,6 @@ func (s *Server) decision(c echo.Context) error {
 	if err != nil {
 		return s.reject(c, &pdp.Request{FrontDoor: pdp.FrontDoorDirect}, err)
 	}
-	req.TraceID = traceID(c.Request().Header.Get("traceparent"))
 
 	d := s.opts.Engine.Decide(ctx, req)
 	return c.JSON(http.StatusOK, d)
@@ -166,18 +165,4 @@ func lowerKeys(headers map[string]string) map[string]string {
 		out[strings.ToLower(k)] = v
 	}
 	return out
-}
-
-// traceID returns the trace id of a W3C traceparent header, or "".
-func traceID(traceparent string) string {
-	parts := strings.Split(traceparent, "-")
-	if len(parts) != 4 || len(parts[1]) != 32 || parts[1] == strings.Repeat("0", 32) {
-		return ""
-	}
-	for _, ch := range parts[1] {
-		if !strings.ContainsRune("0123456789abcdef", ch) {
-			return ""
-		}
-	}
-	return parts[1]
 }

@@ -47,7 +47,6 @@ func (c *Config) checkRequestToRequest(cr *authv3.CheckRequest, maxBody int64) (
 		req.HTTP.SourcePort = sock.GetPortValue()
 	}
 	req.Action = pdp.Action{Name: req.HTTP.Method}
-	req.TraceID = traceID(headers["traceparent"])
 	if target, err := pdp.ParseTarget(req.HTTP.Path); err == nil {
 		req.Resource = pdp.Resource{Type: "route", ID: target.Path()}
 	}

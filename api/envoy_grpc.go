@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/authgate/pdp/pdp"
+	"github.com/authgate/pdp/telemetry"
 )
 
 // authorizationService is the full name of Envoy's ext_authz v3 service, as
@@ -56,7 +57,11 @@ type GRPCOptions struct {
 	// ServerOptions are added to the gRPC server's options (TLS
 	// credentials, keepalive).
 	ServerOptions []grpc.ServerOption
-	Logger        *slog.Logger
+	// Limits, when set, sheds Checks beyond its concurrency limit and
+	// rejects oversized metadata; each such Check gets a denial
+	// CheckResponse with the limit's reason code.
+	Limits *Limits
+	Logger *slog.Logger
 }
 
 // NewGRPCServer returns a gRPC server with Envoy's
@@ -84,9 +89,13 @@ func NewGRPCServer(opts GRPCOptions) *grpc.Server {
 		maxBody: opts.MaxBodyBytes, log: opts.Logger,
 	}
 
+	interceptors := []grpc.UnaryServerInterceptor{authz.recoverCheck}
+	if opts.Limits != nil {
+		interceptors = append(interceptors, opts.Limits.UnaryServerInterceptor(authz.rejectByLimits))
+	}
 	serverOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(maxMsg)),
-		grpc.ChainUnaryInterceptor(authz.recoverCheck),
+		grpc.ChainUnaryInterceptor(interceptors...),
 	}, opts.ServerOptions...)
 	s := grpc.NewServer(serverOpts...)
 	authv3.RegisterAuthorizationServer(s, authz)
@@ -94,9 +103,9 @@ func NewGRPCServer(opts GRPCOptions) *grpc.Server {
 	hs := opts.Health
 	if hs == nil {
 		hs = health.NewServer()
-		hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-		hs.SetServingStatus(authorizationService, healthpb.HealthCheckResponse_SERVING)
 	}
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(authorizationService, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(s, hs)
 	reflection.Register(s)
 	return s
@@ -115,6 +124,10 @@ var _ authv3.AuthorizationServer = (*authorizationServer)(nil)
 
 // Check decides one request Envoy forwarded.
 func (a *authorizationServer) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	// Envoy's own span context, from gRPC metadata, takes precedence over
+	// the one the client sent in the original request's headers.
+	ctx = telemetry.ExtractFromHeaders(ctx, cr.GetAttributes().GetRequest().GetHttp().GetHeaders())
+	ctx = telemetry.ExtractGRPC(ctx)
 	req, err := a.cfg.checkRequestToRequest(cr, a.maxBody)
 	var d pdp.Decision
 	if err != nil {
@@ -143,6 +156,19 @@ func (a *authorizationServer) recoverCheck(ctx context.Context, req any, info *g
 		}
 	}()
 	return handler(ctx, req)
+}
+
+// rejectByLimits answers a Check that the limits rejected with a denial
+// carrying the limit's reason code. It is not audited: shedding exists to
+// protect the PDP under overload, and the limits count it in metrics.
+func (a *authorizationServer) rejectByLimits(_ context.Context, info *grpc.UnaryServerInfo,
+	reason pdp.Reason) (any, error) {
+	if info.FullMethod != authv3.Authorization_Check_FullMethodName {
+		return nil, nil
+	}
+	d := pdp.Decision{ID: pdp.NewDecisionID(), Reason: reason, HTTPStatus: reason.HTTPStatus(),
+		Headers: pdp.Headers{"x-pdp-reason": {string(reason)}}}
+	return a.deniedResponse(&d), nil
 }
 
 // checkResponse translates a decision into a CheckResponse. An allow whose

@@ -27,7 +27,6 @@ func (s *Server) extAuthz(c echo.Context) error {
 		FrontDoor: pdp.FrontDoorEnvoyHTTP,
 		Context:   map[string]any{},
 		Token:     bearerToken(headers),
-		TraceID:   traceID(headers["traceparent"]),
 		HTTP: &pdp.HTTPRequest{
 			Method: r.Method, Host: r.Host, Path: originalTarget(r.RequestURI, s.gw.ExtAuthzPrefix),
 			Scheme: headers["x-forwarded-proto"], Protocol: r.Proto, Headers: headers,

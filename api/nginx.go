@@ -34,7 +34,6 @@ func (s *Server) nginxAuth(c echo.Context) error {
 		FrontDoor: pdp.FrontDoorNGINX,
 		Context:   map[string]any{},
 		Token:     bearerToken(headers),
-		TraceID:   traceID(headers["traceparent"]),
 	}
 
 	target := r.Header.Get("X-Original-URI")

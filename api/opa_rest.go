@@ -163,7 +163,6 @@ func (s *Server) opaBaseRequest(c echo.Context, path string) *pdp.Request {
 		FrontDoor: pdp.FrontDoorOPA,
 		Action:    pdp.Action{Name: r.Method},
 		Resource:  pdp.Resource{Type: "data", ID: path},
-		TraceID:   traceID(r.Header.Get("traceparent")),
 	}
 }
 

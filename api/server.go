@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/authgate/pdp/pdp"
+	"github.com/authgate/pdp/telemetry"
 )
 
 // Decider is the engine as the front doors use it.
@@ -40,7 +41,9 @@ type Options struct {
 	// Gateway configures the gateway front doors (Envoy HTTP ext_authz,
 	// NGINX auth_request, OPA REST, AuthZEN).
 	Gateway Config
-	Logger  *slog.Logger
+	// Middleware runs before every route, in order (limits, for example).
+	Middleware []echo.MiddlewareFunc
+	Logger     *slog.Logger
 }
 
 // Server is the HTTP API.
@@ -69,6 +72,8 @@ func NewServer(opts Options) *Server {
 		draining: make(chan struct{}),
 	}
 	s.querier, _ = opts.Engine.(Querier)
+	e.Use(extractTraceContext)
+	e.Use(opts.Middleware...)
 	s.routes()
 	return s
 }
@@ -98,6 +103,17 @@ func (s *Server) gatewayRoutes() {
 		s.echo.POST("/access/v1/evaluation", s.authzenEvaluate)
 		s.echo.POST("/access/v1/evaluations", s.authzenEvaluations)
 		s.echo.GET("/.well-known/authzen-configuration", s.authzenConfiguration)
+	}
+}
+
+// extractTraceContext puts the caller's W3C trace context (traceparent,
+// tracestate) into the request context, so decision spans and audit records
+// carry the caller's trace id.
+func extractTraceContext(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		c.SetRequest(r.WithContext(telemetry.ExtractHTTP(r.Context(), r.Header)))
+		return next(c)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DefaultPolicyTimeout bounds one policy evaluation when Options leaves it 0.
@@ -104,16 +105,14 @@ type decisionState struct {
 // returned only after its audit record is written; if that fails, the
 // decision is a deny with audit.unavailable.
 func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
-	start := time.Now()
-	st := &decisionState{id: NewDecisionID(), now: e.opts.Now()}
-
+	ctx, st, end := e.begin(ctx, req)
 	d, err := e.evaluate(ctx, req, st)
 	if err != nil {
 		d = e.deny(st, ReasonOf(err, ReasonPolicyError))
 		e.logDeny(ctx, st, d.Reason, err)
 	}
 	d = e.finish(ctx, req, st, d)
-	e.opts.Observer.DecisionDone(ctx, req, &d, time.Since(start))
+	end(&d)
 	return d
 }
 
@@ -121,10 +120,34 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 // not turn into a Request (broken JSON, oversized body). req may hold
 // whatever the front door managed to read.
 func (e *Engine) Reject(ctx context.Context, req *Request, reason Reason, err error) Decision {
-	st := &decisionState{id: NewDecisionID(), now: e.opts.Now()}
+	ctx, st, end := e.begin(ctx, req)
 	d := e.deny(st, reason)
 	e.logDeny(ctx, st, reason, err)
-	return e.finish(ctx, req, st, d)
+	d = e.finish(ctx, req, st, d)
+	end(&d)
+	return d
+}
+
+// begin starts one decision: its id and time, the observer's decision span,
+// and the trace id from ctx when the front door set none. The returned
+// function reports the finished decision and ends the span.
+func (e *Engine) begin(ctx context.Context, req *Request) (context.Context, *decisionState, func(*Decision)) {
+	start := time.Now()
+	frontDoor := ""
+	if req != nil {
+		frontDoor = req.FrontDoor
+	}
+	ctx, endSpan := e.opts.Observer.StartDecision(ctx, frontDoor)
+	if req != nil && req.TraceID == "" {
+		if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+			req.TraceID = sc.TraceID().String()
+		}
+	}
+	st := &decisionState{id: NewDecisionID(), now: e.opts.Now()}
+	return ctx, st, func(d *Decision) {
+		e.opts.Observer.DecisionDone(ctx, req, d, time.Since(start))
+		endSpan()
+	}
 }
 
 func (e *Engine) evaluate(ctx context.Context, req *Request, st *decisionState) (Decision, error) {
@@ -211,6 +234,11 @@ func (e *Engine) evalPolicy(ctx context.Context, req *Request, st *decisionState
 	defer cancel()
 	result, defined, err := policy.Eval(evalCtx, input)
 	if err != nil {
+		// The caller's own deadline (the total decision deadline) is a
+		// timeout; the policy timeout and evaluation failures are errors.
+		if ctx.Err() != nil {
+			return Decision{}, Deny(ReasonTimeout, err)
+		}
 		return Decision{}, Deny(ReasonPolicyError, err)
 	}
 	d := Decision{ID: st.id, BundleRevision: st.revision, Result: result}

@@ -8,6 +8,9 @@ import (
 // Observer receives timing of pipeline steps and finished decisions, for
 // metrics and tracing. Implementations must be safe for concurrent use.
 type Observer interface {
+	// StartDecision begins a decision of the named front door; the returned
+	// function ends it and is called once, after DecisionDone.
+	StartDecision(ctx context.Context, frontDoor string) (context.Context, func())
 	// StartStep begins a step; the returned function ends it with the step's
 	// reason code, empty when the step passed.
 	StartStep(ctx context.Context, step string) (context.Context, func(reason Reason))
@@ -16,6 +19,10 @@ type Observer interface {
 }
 
 type nopObserver struct{}
+
+func (nopObserver) StartDecision(ctx context.Context, _ string) (context.Context, func()) {
+	return ctx, func() {}
+}
 
 func (nopObserver) StartStep(ctx context.Context, _ string) (context.Context, func(Reason)) {
 	return ctx, func(Reason) {}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 )
 
 // ErrQueryFailed is wrapped by the error Query returns when the document
@@ -32,16 +31,14 @@ var ErrQueryFailed = errors.New("query failed")
 // ErrQueryFailed and carries the deny's reason (see ReasonOf), and the
 // Decision holds no result.
 func (e *Engine) Query(ctx context.Context, req *Request, path string, input any) (Decision, bool, error) {
-	start := time.Now()
-	st := &decisionState{id: NewDecisionID(), now: e.opts.Now()}
-
+	ctx, st, end := e.begin(ctx, req)
 	d, defined, err := e.query(ctx, st, path, input)
 	if err != nil {
 		d = e.deny(st, ReasonOf(err, ReasonPolicyError))
 		e.logDeny(ctx, st, d.Reason, err)
 	}
 	d = e.finish(ctx, req, st, d)
-	e.opts.Observer.DecisionDone(ctx, req, &d, time.Since(start))
+	end(&d)
 
 	if err == nil && d.Reason == ReasonAuditUnavailable {
 		err = Deny(ReasonAuditUnavailable, errors.New("audit record not written"))

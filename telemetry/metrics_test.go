@@ -71,9 +71,7 @@ func TestMetricsAfterMixedDecisions(t *testing.T) {
 	engine, _ := newTestEngine(t, obs)
 
 	decide := func(req *pdp.Request) pdp.Decision {
-		ctx, end := obs.StartDecision(context.Background(), req.FrontDoor)
-		defer end()
-		return engine.Decide(ctx, req)
+		return engine.Decide(context.Background(), req)
 	}
 	if d := decide(httpRequest(pdp.FrontDoorDirect, "GET", "/items")); !d.Allow {
 		t.Fatalf("direct GET /items: reason %q, want allow", d.Reason)

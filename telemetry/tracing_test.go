@@ -60,10 +60,7 @@ func TestTracingStdoutOneDecision(t *testing.T) {
 	header := http.Header{}
 	header.Set("Traceparent", "00-"+callerTraceID+"-"+callerSpanID+"-01")
 	req := callbackRequest("msg-trace")
-	dctx, end := obs.StartDecision(ExtractHTTP(ctx, header), req.FrontDoor)
-	req.TraceID = TraceID(dctx)
-	d := engine.Decide(dctx, req)
-	end()
+	d := engine.Decide(ExtractHTTP(ctx, header), req)
 	if err := shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
