@@ -56,7 +56,7 @@ func runGHZ(ctx context.Context, ghz, dir string, srv *server, req *authv3.Check
 	args := []string{
 		"--insecure", "--call", checkMethod, "--data-file", dataFile,
 		"-z", d.String(), "-c", strconv.Itoa(concurrency), "--connections", "2",
-		"-r", strconv.Itoa(rate), "-O", "json", "--timeout", requestTimeout.String(),
+		"-r", strconv.Itoa(rate), "--duration-stop", "wait", "-O", "json", "--timeout", requestTimeout.String(),
 		srv.grpcAddr,
 	}
 
