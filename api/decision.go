@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/authgate/pdp/pdp"
+	"github.com/authgate/pdp/transport"
 )
 
 // decisionRequest is the body of POST /v1/decision: an AuthZEN evaluation
@@ -68,6 +69,9 @@ func (s *Server) decision(c echo.Context) error {
 	if err != nil {
 		return s.reject(c, &pdp.Request{FrontDoor: pdp.FrontDoorDirect}, err)
 	}
+	// On a TLS listener that verified a client certificate, the caller is
+	// the peer.
+	req.Peer = transport.PeerFromState(c.Request().TLS)
 
 	d := s.opts.Engine.Decide(ctx, req)
 	return c.JSON(http.StatusOK, d)

@@ -43,7 +43,9 @@ type Options struct {
 	Gateway Config
 	// Middleware runs before every route, in order (limits, for example).
 	Middleware []echo.MiddlewareFunc
-	Logger     *slog.Logger
+	// Metrics, when set, is served at GET /metrics.
+	Metrics http.Handler
+	Logger  *slog.Logger
 }
 
 // Server is the HTTP API.
@@ -82,6 +84,9 @@ func (s *Server) routes() {
 	s.echo.GET("/healthz", s.healthz)
 	s.echo.GET("/readyz", s.readyz)
 	s.echo.POST("/v1/decision", s.decision)
+	if s.opts.Metrics != nil {
+		s.echo.GET("/metrics", echo.WrapHandler(s.opts.Metrics))
+	}
 	s.gatewayRoutes()
 }
 

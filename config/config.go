@@ -20,6 +20,8 @@ import (
 	"github.com/authgate/pdp/message"
 	"github.com/authgate/pdp/pdp"
 	"github.com/authgate/pdp/replaycache"
+	"github.com/authgate/pdp/telemetry"
+	"github.com/authgate/pdp/transport"
 )
 
 // Defaults for the top-level settings.
@@ -49,6 +51,12 @@ type Config struct {
 	Admin AdminConfig `yaml:"admin"`
 	Log   LogConfig   `yaml:"log"`
 
+	// Limits bound concurrency, headers and the total decision time on the
+	// HTTP and gRPC listeners, which share one concurrency budget.
+	Limits api.LimitsConfig `yaml:"limits"`
+	// Tracing selects the OpenTelemetry exporter; off by default.
+	Tracing telemetry.TracingConfig `yaml:"tracing"`
+
 	// PolicyTimeout bounds one policy evaluation; default 500ms.
 	PolicyTimeout time.Duration `yaml:"policy_timeout"`
 	// ShutdownTimeout bounds the graceful stop on SIGTERM; default 10s.
@@ -77,6 +85,10 @@ type HTTPConfig struct {
 	Addr string `yaml:"addr"`
 	// MaxBodyBytes caps a request body in bytes; default 1 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// TLS serves the listener over TLS 1.3, optionally requiring client
+	// certificates; off by default. Without TLS the address must be on
+	// loopback.
+	TLS transport.TLSConfig `yaml:"tls"`
 }
 
 // GRPCConfig sets the Envoy ext_authz gRPC listener.
@@ -84,6 +96,8 @@ type GRPCConfig struct {
 	// Addr is the listen address; default 127.0.0.1:9191. Empty disables
 	// the gRPC listener.
 	Addr string `yaml:"addr"`
+	// TLS serves the listener over TLS 1.3; see http.tls.
+	TLS transport.TLSConfig `yaml:"tls"`
 }
 
 // AdminConfig sets the admin listener (revocation, reload).
@@ -94,6 +108,8 @@ type AdminConfig struct {
 	// TokenFile holds the bearer token admin calls must present. Required
 	// when Addr is set.
 	TokenFile string `yaml:"token_file"`
+	// TLS serves the listener over TLS 1.3; see http.tls.
+	TLS transport.TLSConfig `yaml:"tls"`
 }
 
 // LogConfig sets the structured logger.
@@ -177,6 +193,18 @@ func (c *Config) Validate() error {
 	if c.Admin.Addr != "" && c.Admin.TokenFile == "" {
 		add("admin.token_file", errors.New("required when admin.addr is set"))
 	}
+	add("http.tls", c.HTTP.TLS.Validate())
+	add("http", transport.ValidateListener(c.HTTP.Addr, c.HTTP.TLS))
+	add("grpc.tls", c.GRPC.TLS.Validate())
+	if c.GRPC.Addr != "" {
+		add("grpc", transport.ValidateListener(c.GRPC.Addr, c.GRPC.TLS))
+	}
+	add("admin.tls", c.Admin.TLS.Validate())
+	if c.Admin.Addr != "" {
+		add("admin", transport.ValidateListener(c.Admin.Addr, c.Admin.TLS))
+	}
+	add("limits", c.Limits.Validate())
+	add("tracing", c.Tracing.Validate())
 	if !validLevel(c.Log.Level) {
 		add("log.level", fmt.Errorf("%q is not one of debug, info, warn, error", c.Log.Level))
 	}

@@ -5,6 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+
 	"github.com/authgate/pdp/api"
 	"github.com/authgate/pdp/audit"
 	"github.com/authgate/pdp/bundles"
@@ -14,15 +19,19 @@ import (
 	"github.com/authgate/pdp/pdp"
 	"github.com/authgate/pdp/policies"
 	"github.com/authgate/pdp/replaycache"
-	"github.com/redis/go-redis/v9"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
+	"github.com/authgate/pdp/telemetry"
 )
 
 // app holds the wired components of one serving process.
 type app struct {
-	cfg      *config.Config
-	log      *slog.Logger
+	cfg *config.Config
+	log *slog.Logger
+
+	registry *prometheus.Registry
+	metrics  *telemetry.Metrics
+	observer *telemetry.Observer
+	limits   *api.Limits
+
 	redis    redis.UniversalClient
 	bundles  *bundles.Manager
 	audit    *audit.Log
@@ -30,10 +39,13 @@ type app struct {
 	messages *message.Verifier
 	replay   replaycache.Store
 	engine   *pdp.Engine
-	http     *api.Server
-	grpc     *grpc.Server
-	health   *health.Server
-	closers  []func()
+
+	http   *api.Server
+	grpc   *grpc.Server
+	health *health.Server
+	admin  *api.AdminServer
+
+	closers []func()
 }
 
 // newApp builds every component from cfg and loads the first bundle. A
@@ -48,9 +60,19 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 }
 
 func (a *app) build(ctx context.Context) error {
-	if err := a.buildRedis(); err != nil {
-		return err
+	steps := []func(context.Context) error{
+		a.buildTelemetry, a.buildRedis, a.buildBundles, a.buildAudit, a.buildChecks,
+		a.buildEngine, a.buildServers,
 	}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *app) buildBundles(ctx context.Context) error {
 	var err error
 	a.bundles, err = bundles.NewManager(a.cfg.Bundle, bundles.Options{
 		Logger: a.log, Embedded: policies.Bundle,
@@ -62,7 +84,11 @@ func (a *app) build(ctx context.Context) error {
 		return fmt.Errorf("bundle: %w", err)
 	}
 	a.onClose(a.bundles.Stop)
+	return nil
+}
 
+func (a *app) buildAudit(context.Context) error {
+	var err error
 	a.audit, err = audit.Open(a.cfg.Audit, audit.Options{
 		Instance: a.cfg.Instance, Logger: a.log, Redis: a.redis,
 	})
@@ -74,143 +100,42 @@ func (a *app) build(ctx context.Context) error {
 			a.log.Error("audit close failed", "error", err)
 		}
 	})
+	return nil
+}
 
-	if err := a.buildChecks(ctx); err != nil {
-		return err
-	}
-
+func (a *app) buildEngine(context.Context) error {
 	opts := pdp.Options{
 		Policies: a.bundles, Auditor: a.audit, Routes: a.cfg.Routes,
 		Authenticator: a.identity, Messages: a.messages, Replay: a.replay,
-		Instance: a.cfg.Instance, PolicyTimeout: a.cfg.PolicyTimeout, Logger: a.log,
+		Observer: a.observer, Instance: a.cfg.Instance, PolicyTimeout: a.cfg.PolicyTimeout,
+		Logger: a.log,
 	}
 	if a.cfg.Unmatched == config.UnmatchedPolicy {
 		opts.DefaultRoute = &pdp.Route{Name: "unmatched"}
 	}
+	var err error
 	a.engine, err = pdp.New(opts)
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
-
-	a.http = api.NewServer(api.Options{
-		Engine: a.engine, Gateway: a.cfg.Gateway, MaxBodyBytes: a.cfg.HTTP.MaxBodyBytes,
-		Logger: a.log,
-		Readiness: []api.ReadinessCheck{
-			{Name: "bundle", Check: func(context.Context) error { return a.bundles.Ready() }},
-			{Name: "audit", Check: func(context.Context) error { return a.audit.Ready() }},
-			{Name: "keys", Check: func(context.Context) error { return a.identity.Ready() }},
-			{Name: "replay", Check: a.replay.Ready},
-		},
-	})
-
-	if a.cfg.GRPC.Addr != "" {
-		a.health = health.NewServer()
-		a.grpc = api.NewGRPCServer(api.GRPCOptions{
-			Engine: a.engine, Gateway: a.cfg.Gateway, MaxBodyBytes: a.cfg.HTTP.MaxBodyBytes,
-			Health: a.health, Logger: a.log,
-		})
-	}
 	return nil
 }
 
-// buildRedis connects the one Redis client that the replay store,
-// revocation sync and audit stream share, when replay.backend is redis.
-func (a *app) buildRedis() error {
-	if a.cfg.Replay.Backend != replaycache.BackendRedis {
-		return nil
-	}
-	client, err := replaycache.NewClient(a.cfg.Replay.Redis)
-	if err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	a.redis = client
-	a.onClose(func() {
-		if err := client.Close(); err != nil {
-			a.log.Warn("redis close failed", "error", err)
-		}
-	})
-	return nil
-}
-
-// buildChecks builds the mandatory checks: caller identity, message
-// signatures and replay state.
-func (a *app) buildChecks(ctx context.Context) error {
-	var err error
-	a.identity, err = identity.New(a.cfg.Identity, identity.Options{Logger: a.log, Redis: a.redis})
-	if err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	if err := a.identity.Start(ctx); err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	a.onClose(a.identity.Stop)
-
-	a.messages, err = message.NewVerifier(a.cfg.Messages, message.Options{Logger: a.log})
-	if err != nil {
-		return fmt.Errorf("messages: %w", err)
-	}
-
-	a.replay, err = replaycache.New(a.cfg.Replay, replaycache.Options{Client: a.redis, Logger: a.log})
-	if err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	a.onClose(func() {
-		if err := a.replay.Close(); err != nil {
-			a.log.Warn("replay store close failed", "error", err)
-		}
-	})
-	return nil
-}
-
-// listen opens every configured listener; on error it closes the ones
-// already open.
-func (a *app) listen() ([]listener, error) {
-	httpListener, err := listenTCP("http", a.cfg.HTTP.Addr)
-	if err != nil {
-		return nil, err
-	}
-	out := []listener{{
-		name:     "http",
-		serve:    func() error { return a.http.Serve(httpListener) },
-		shutdown: a.http.Shutdown,
-	}}
-	if a.grpc == nil {
-		return out, nil
-	}
-
-	grpcListener, err := listenTCP("grpc", a.cfg.GRPC.Addr)
-	if err != nil {
-		httpListener.Close()
-		return nil, err
-	}
-	return append(out, listener{
-		name:     "grpc",
-		serve:    func() error { return a.grpc.Serve(grpcListener) },
-		shutdown: a.stopGRPC,
-	}), nil
-}
-
-// stopGRPC reports NOT_SERVING, then waits for in-flight checks until ctx
-// ends and cuts the rest.
-func (a *app) stopGRPC(ctx context.Context) error {
-	a.health.Shutdown()
-	done := make(chan struct{})
-	go func() {
-		a.grpc.GracefulStop()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		a.grpc.Stop()
-		return ctx.Err()
+// readiness lists what /readyz checks: a bundle is active, the audit log
+// is writable, token keys are loaded and replay state is reachable.
+func (a *app) readiness() []api.ReadinessCheck {
+	return []api.ReadinessCheck{
+		{Name: "bundle", Check: func(context.Context) error { return a.bundles.Ready() }},
+		{Name: "audit", Check: func(context.Context) error { return a.audit.Ready() }},
+		{Name: "keys", Check: func(context.Context) error { return a.identity.Ready() }},
+		{Name: "replay", Check: a.replay.Ready},
 	}
 }
 
 func (a *app) onClose(fn func()) { a.closers = append(a.closers, fn) }
 
-// close releases components in reverse order of creation.
+// close releases components in reverse order of creation: pollers stop
+// before the audit log is flushed, and Redis closes last.
 func (a *app) close() {
 	for i := len(a.closers) - 1; i >= 0; i-- {
 		a.closers[i]()

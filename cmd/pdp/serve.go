@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -82,19 +81,4 @@ func (a *app) run(ctx context.Context) error {
 		return nil
 	}
 	return err
-}
-
-// listener is one served port.
-type listener struct {
-	name     string
-	serve    func() error
-	shutdown func(context.Context) error
-}
-
-func listenTCP(name, addr string) (net.Listener, error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
-	}
-	return l, nil
 }
