@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -191,13 +192,17 @@ func (r *revision) Query(ctx context.Context, path string, input any) (any, bool
 }
 
 // dataRef turns "a/b/c" into data.a.b.c, quoting segments as strings so any
-// path segment is a valid reference.
+// path segment is a valid reference. Each segment is percent-decoded, as
+// OPA's REST API does, so "a%2Fb" names the key "a/b".
 func dataRef(path string) ast.Ref {
 	ref := ast.Ref{ast.DefaultRootDocument}
 	if path == "" {
 		return ref
 	}
 	for _, seg := range strings.Split(path, "/") {
+		if decoded, err := url.PathUnescape(seg); err == nil {
+			seg = decoded
+		}
 		ref = append(ref, ast.StringTerm(seg))
 	}
 	return ref
