@@ -1,5 +1,5 @@
 // Package bench holds Go micro-benchmarks of the decision pipeline. It
-// contains benchmarks only, so `go test ./...` stays fast; run them with
+// contains benchmarks only, so `go test ./...` stays fast. Run them with
 //
 //	go test -run '^$' -bench . -benchmem -count 6 ./test/bench/
 //
@@ -26,8 +26,8 @@ import (
 
 // parallelism is the number of goroutines per GOMAXPROCS in the parallel
 // benchmarks. With durability batch a decision waits for its fsync, so
-// one goroutine per core would measure one fsync per decision; 16 per
-// core lets the group commit share each fsync, as concurrent HTTP
+// one goroutine per core would measure one fsync per decision. With 16
+// per core the group commit shares each fsync, as concurrent HTTP
 // requests do.
 const parallelism = 16
 
@@ -161,9 +161,9 @@ func checkAllowed(b *testing.B, engine *pdp.Engine, req *pdp.Request) {
 	}
 }
 
-// BenchmarkPolicyEval measures the prepared query of the shipped policy
-// alone, with an input shaped like the one the engine builds for a direct
-// request.
+// BenchmarkPolicyEval measures the active revision's Eval alone (the input
+// conversion to an ast.Value and the prepared query of the shipped
+// policy), with the input the engine builds for a direct request.
 func BenchmarkPolicyEval(b *testing.B) {
 	manager, err := bundles.NewManager(bundles.Config{}, bundles.Options{
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Embedded: policies.Bundle,

@@ -17,6 +17,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
+// grpcFixedRateWorkers is ghz's concurrency in a fixed-rate run.
+const grpcFixedRateWorkers = 128
+
 // checkMethod is Envoy's ext_authz v3 method, as ghz names it.
 const checkMethod = "envoy.service.auth.v3.Authorization.Check"
 
@@ -48,7 +51,9 @@ func runGHZ(ctx context.Context, ghz, dir string, srv *server, req *authv3.Check
 		return nil, err
 	}
 	label := fmt.Sprintf("%d/s", rate)
-	concurrency := fixedRateWorkers
+	// ghz paces each of its workers, so a fixed rate needs more workers
+	// than rate × latency, or the rate is not reached.
+	concurrency := grpcFixedRateWorkers
 	if rate == 0 {
 		label = "saturation"
 		concurrency = saturationWorkers
@@ -60,6 +65,7 @@ func runGHZ(ctx context.Context, ghz, dir string, srv *server, req *authv3.Check
 		srv.grpcAddr,
 	}
 
+	histBefore := scrapeServerHistogram(ctx, srv)
 	meter, err := startUsage(srv.pid())
 	if err != nil {
 		return nil, err
@@ -83,6 +89,7 @@ func runGHZ(ctx context.Context, ghz, dir string, srv *server, req *authv3.Check
 	res := &runResult{
 		server: srv.name, label: label, rate: rate, workers: concurrency, tool: "ghz",
 		elapsed: rep.Total, usage: u, samples: make([]sample, 0, len(rep.Details)),
+		serverHist: scrapeServerHistogram(ctx, srv).since(histBefore),
 	}
 	if cmd.ProcessState != nil {
 		res.clientCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()

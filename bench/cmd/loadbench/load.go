@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -71,6 +72,9 @@ type runResult struct {
 	clientCPU time.Duration
 	// tool names the load generator.
 	tool string
+	// serverHist is the PDP's own decision latency histogram over the run,
+	// nil when the server does not serve it.
+	serverHist histogram
 }
 
 // requests returns the number of requests sent.
@@ -149,6 +153,7 @@ func runHTTP(ctx context.Context, srv *server, w httpWorkload, rate int, d time.
 		return nil
 	}
 
+	histBefore := scrapeServerHistogram(ctx, srv)
 	meter, err := startUsage(srv.pid())
 	if err != nil {
 		return nil, err
@@ -178,6 +183,16 @@ func runHTTP(ctx context.Context, srv *server, w httpWorkload, rate int, d time.
 	if res.usage, err = meter.stop(); err != nil {
 		return nil, err
 	}
+	res.serverHist = scrapeServerHistogram(ctx, srv).since(histBefore)
 	res.finish()
 	return res, ctx.Err()
+}
+
+// scrapeServerHistogram returns the PDP's decision latency histogram, nil
+// for other servers.
+func scrapeServerHistogram(ctx context.Context, srv *server) histogram {
+	if !strings.HasPrefix(srv.name, serverPDP) {
+		return nil
+	}
+	return scrapeHistogram(ctx, srv.baseURL)
 }

@@ -72,6 +72,9 @@ func writeMethod(b *strings.Builder) {
 - Server CPU is utime + stime of the server process from /proc/PID/stat over the run; CPU/decision divides
   it by the requests sent. Peak RSS is VmHWM from /proc/PID/status, reset through /proc/PID/clear_refs
   before each run, so it is the peak of that run. Client CPU is the load generator's own CPU time.
+- "PDP's own time" comes from the PDP's pdp_decision_duration_seconds histogram on GET /metrics, read
+  before and after the run (start of a decision to its answer, audit included, HTTP excluded). Its
+  buckets bound the p99 from above. "n/a" means the built PDP does not serve the metric.
 - Ratios are PDP / OPA from the same harness run, measured one after the other on the same machine.
 
 `)
@@ -101,14 +104,15 @@ func writeScenario(b *strings.Builder, res *scenarioResult) {
 		fmt.Fprintf(b, "- %s\n", s)
 	}
 	b.WriteString("\n| server | load | achieved/s | requests | failed | p50 | p90 | p99 | p99.9 | max | " +
-		"server CPU | CPU/decision | peak RSS | client CPU |\n")
-	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		"server CPU | CPU/decision | peak RSS | client CPU | PDP's own time |\n")
+	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, r := range res.runs {
-		fmt.Fprintf(b, "| %s | %s | %.0f | %d | %d | %s | %s | %s | %s | %s | %.2f s | %s | %s | %.2f s |\n",
+		fmt.Fprintf(b, "| %s | %s | %.0f | %d | %d | %s | %s | %s | %s | %s | %.2f s | %s | %s | %.2f s | %s |\n",
 			r.server, r.label, r.throughput(), r.requests(), r.failed,
 			fmtDur(r.percentile(0.50)), fmtDur(r.percentile(0.90)), fmtDur(r.percentile(0.99)),
 			fmtDur(r.percentile(0.999)), fmtDur(r.percentile(1)),
-			r.usage.cpu.Seconds(), fmtDur(r.cpuPerDecision()), fmtBytes(r.usage.peakRSS), r.clientCPU.Seconds())
+			r.usage.cpu.Seconds(), fmtDur(r.cpuPerDecision()), fmtBytes(r.usage.peakRSS), r.clientCPU.Seconds(),
+			r.serverHist.describe())
 	}
 	b.WriteString("\n")
 	writeRatios(b, res)

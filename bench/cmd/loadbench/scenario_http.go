@@ -82,6 +82,9 @@ func runPolicyScenario(ctx context.Context, h *harness, res *scenarioResult) err
 	if err := h.runPair(ctx, res, memoryRate, pdpLoad); err != nil {
 		return err
 	}
+	if err := h.runWithoutFsync(ctx, res, dir, body); err != nil {
+		return err
+	}
 
 	ratio := pdpSat.throughput() / opaSat.throughput()
 	res.target("PDP throughput at saturation >= 1.5x OPA's",
@@ -92,6 +95,28 @@ func runPolicyScenario(ctx context.Context, h *harness, res *scenarioResult) err
 		pdpHalf.percentile(0.99) <= opaHalf.percentile(0.99))
 	h.memoryTarget(res, res.find(serverPDP, rateLabel(memoryRate)))
 	return nil
+}
+
+// runWithoutFsync measures a second PDP whose audit log writes without
+// fsync (durability none) at saturation, to show what the fsync costs.
+func (h *harness) runWithoutFsync(ctx context.Context, res *scenarioResult, dir string, body []byte) error {
+	noneDir := filepath.Join(dir, "durability-none")
+	if err := os.MkdirAll(noneDir, 0o755); err != nil {
+		return err
+	}
+	srv, err := h.startPDP(ctx, noneDir, map[string]any{
+		"audit": map[string]any{"dir": filepath.Join(noneDir, "audit"), "durability": "none"},
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	srv.name = serverPDP + " (audit none)"
+	load := loadTarget{srv, staticWorkload(srv.baseURL+dataPath, body, checkDataAllowed)}
+	if err := h.warm(ctx, load); err != nil {
+		return err
+	}
+	return h.runPair(ctx, res, 0, load)
 }
 
 // runDirectScenario compares the PDP's own decision API with OPA's data
@@ -299,16 +324,24 @@ func checkProbe(ctx context.Context, targets ...loadTarget) error {
 	return nil
 }
 
-// latencyTarget checks the p99 target of scenarios 2 to 4 on run r.
+// latencyTarget checks the p99 target of scenarios 2 to 4 on run r: on
+// the PDP's own histogram when it serves one, else on the client-observed
+// latency, which bounds the PDP's own time from above.
 func (h *harness) latencyTarget(res *scenarioResult, r *runResult) {
-	const target = "PDP p99 < 1 ms at 2,000 decisions/s (client-observed, an upper bound of the PDP's own time)"
+	const target = "PDP p99 of its own time < 1 ms at 2,000 decisions/s"
 	if r == nil {
 		res.unmeasured(target, "no run at 2,000/s")
 		return
 	}
+	if r.serverHist != nil && r.serverHist.total() > 0 {
+		within := r.serverHist.fractionWithin(0.001)
+		res.target(target, fmt.Sprintf("%.2f%% of decisions ≤ 1 ms (PDP histogram) at %.0f/s achieved, %d failed",
+			100*within, r.throughput(), r.failed), within >= 0.99 && r.failed == 0)
+		return
+	}
 	p99 := r.percentile(0.99)
-	res.target(target, fmt.Sprintf("p99 %s at %.0f/s achieved, %d failed", fmtDur(p99), r.throughput(), r.failed),
-		p99 < time.Millisecond && r.failed == 0)
+	res.target(target, fmt.Sprintf("client-observed p99 %s (no PDP histogram served) at %.0f/s achieved, %d failed",
+		fmtDur(p99), r.throughput(), r.failed), p99 < time.Millisecond && r.failed == 0)
 }
 
 // memoryTarget checks the RSS target on run r.

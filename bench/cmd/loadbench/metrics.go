@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// decisionHistogram is the PDP's own decision latency metric: from the
+// start of a decision to its answer, audit included, front door adapters
+// and HTTP excluded.
+const decisionHistogram = "pdp_decision_duration_seconds_bucket"
+
+// histogram maps a bucket's upper bound in seconds to the cumulative count
+// of observations, summed over every label but le.
+type histogram map[float64]float64
+
+// scrapeHistogram reads the decision latency histogram from the PDP's
+// GET /metrics. It returns nil when the PDP does not serve the metric.
+func scrapeHistogram(ctx context.Context, baseURL string) histogram {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/metrics", nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	h := histogram{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, decisionHistogram+"{") {
+			continue
+		}
+		le, count, ok := parseBucket(line)
+		if ok {
+			h[le] += count
+		}
+	}
+	if len(h) == 0 {
+		return nil
+	}
+	return h
+}
+
+// parseBucket reads the le label and the value of one bucket sample line
+// of the Prometheus text format.
+func parseBucket(line string) (le, count float64, ok bool) {
+	start := strings.Index(line, `le="`)
+	if start < 0 {
+		return 0, 0, false
+	}
+	rest := line[start+4:]
+	end := strings.IndexByte(rest, '"')
+	if end < 0 {
+		return 0, 0, false
+	}
+	if rest[:end] == "+Inf" {
+		le = math.Inf(1)
+	} else {
+		v, err := strconv.ParseFloat(rest[:end], 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		le = v
+	}
+	fields := strings.Fields(rest[end:])
+	if len(fields) < 2 {
+		return 0, 0, false
+	}
+	count, err := strconv.ParseFloat(fields[1], 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	return le, count, true
+}
+
+// since returns the observations made between before and h.
+func (h histogram) since(before histogram) histogram {
+	if h == nil || before == nil {
+		return nil
+	}
+	out := histogram{}
+	for le, count := range h {
+		out[le] = count - before[le]
+	}
+	return out
+}
+
+// total returns the number of observations.
+func (h histogram) total() float64 {
+	return h[math.Inf(1)]
+}
+
+// fractionWithin returns the share of observations at or below bound
+// seconds, which must be a bucket bound.
+func (h histogram) fractionWithin(bound float64) float64 {
+	if h.total() == 0 {
+		return 0
+	}
+	return h[bound] / h.total()
+}
+
+// quantileBound returns the smallest bucket bound below which at least
+// the fraction q of the observations fall: an upper bound of that
+// quantile.
+func (h histogram) quantileBound(q float64) float64 {
+	bounds := make([]float64, 0, len(h))
+	for le := range h {
+		bounds = append(bounds, le)
+	}
+	sort.Float64s(bounds)
+	for _, le := range bounds {
+		if h[le] >= q*h.total() {
+			return le
+		}
+	}
+	return math.Inf(1)
+}
+
+// fmtBound formats a bucket bound in seconds as a latency.
+func fmtBound(seconds float64) string {
+	if math.IsInf(seconds, 1) {
+		return "> 2.5 s"
+	}
+	return "≤ " + fmtDur(time.Duration(seconds*float64(time.Second)))
+}
+
+// describe summarizes the server-side latency of a run for the report.
+func (h histogram) describe() string {
+	if h == nil || h.total() == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("p99 %s, %.1f%% ≤ 1 ms", fmtBound(h.quantileBound(0.99)), 100*h.fractionWithin(0.001))
+}
