@@ -297,8 +297,24 @@ func (e *Engine) finish(ctx context.Context, req *Request, st *decisionState, d 
 			d.Headers = Headers{}
 		}
 		d.Headers.Set("x-pdp-reason", string(d.Reason))
+		if challenge := bearerChallenge(d.Reason); challenge != "" {
+			d.Headers.Set("www-authenticate", challenge)
+		}
 	}
 	return d
+}
+
+// bearerChallenge returns the WWW-Authenticate value for a token failure
+// (RFC 6750 section 3): no error code when the token is missing, and
+// invalid_token when it was rejected. It returns "" for other reasons.
+func bearerChallenge(reason Reason) string {
+	switch reason {
+	case ReasonTokenMissing:
+		return `Bearer realm="pdp"`
+	case ReasonTokenInvalid, ReasonTokenExpired, ReasonTokenRevoked:
+		return `Bearer realm="pdp", error="invalid_token"`
+	}
+	return ""
 }
 
 func (e *Engine) logDeny(ctx context.Context, st *decisionState, reason Reason, err error) {

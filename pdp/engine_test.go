@@ -181,6 +181,7 @@ func TestDecideRouting(t *testing.T) {
 		{"public allowed", "GET", "a.example.test", "/public/x", ReasonAllowed},
 		{"callback needs signature", "POST", "", "/callbacks/payments", ReasonSignatureMissing},
 		{"api needs token", "GET", "api.example.test", "/api/items", ReasonTokenMissing},
+		{"api token without issuers", "GET", "api.example.test", "/api/items", ReasonTokenInvalid},
 		{"api wrong host unmatched", "GET", "evil.test", "/api/items", ReasonRouteUnmatched},
 		{"api deeper path unmatched", "GET", "api.example.test", "/api/items/1", ReasonRouteUnmatched},
 		{"dot segments normalized", "POST", "", "/public/../callbacks/x", ReasonSignatureMissing},
@@ -191,11 +192,20 @@ func TestDecideRouting(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e, _ := newTestEngine(t, true, Options{Routes: routes})
-			d := e.Decide(context.Background(), &Request{HTTP: &HTTPRequest{
+			req := &Request{HTTP: &HTTPRequest{
 				Method: tc.method, Host: tc.host, Path: tc.path, Headers: map[string]string{},
-			}})
+			}}
+			if tc.want == ReasonTokenInvalid {
+				req.Token = "not-a-jwt"
+			}
+			d := e.Decide(context.Background(), req)
 			if d.Reason != tc.want {
 				t.Fatalf("Reason = %q, want %q", d.Reason, tc.want)
+			}
+			challenge := d.Headers["www-authenticate"]
+			isToken := tc.want == ReasonTokenMissing || tc.want == ReasonTokenInvalid
+			if isToken != (len(challenge) == 1) {
+				t.Errorf("www-authenticate = %v for reason %q", challenge, d.Reason)
 			}
 		})
 	}
