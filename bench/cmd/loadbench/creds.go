@@ -80,7 +80,7 @@ func (s *tokenSigner) token(subject string) (string, error) {
 }
 
 // tokenPool mints n tokens for distinct subjects, so the PDP's token
-// cache sees more than one entry, as behind a real gateway.
+// cache holds more than one entry, as behind a real gateway.
 func (s *tokenSigner) tokenPool(n int) ([]string, error) {
 	pool := make([]string, n)
 	for i := range pool {

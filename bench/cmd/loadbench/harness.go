@@ -36,11 +36,11 @@ type targetCheck struct {
 	status   targetStatus
 }
 
-// scenarioResult is what one scenario produced for the report.
+// scenarioResult is the outcome of one scenario, as the report shows it.
 type scenarioResult struct {
 	id    string
 	title string
-	// skipped, when set, says why the scenario could not run.
+	// skipped, when set, is the reason the scenario could not run.
 	skipped  string
 	setup    []string
 	notes    []string

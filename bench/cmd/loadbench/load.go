@@ -14,17 +14,17 @@ import (
 
 // Load settings shared by every scenario, so both servers see the same
 // client.
+// saturationWorkers is the number of concurrent requests in a saturation
+// run, the same for both servers (flag -concurrency).
+var saturationWorkers = 16
+
 const (
-	// saturationWorkers is the number of concurrent requests in a
-	// saturation run: enough to keep two cores busy, and the same for both
-	// servers.
-	saturationWorkers = 16
 	// fixedRateWorkers starts a fixed-rate run; vegeta adds workers up to
-	// maxFixedRateWorkers when every worker is waiting for an answer.
+	// maxFixedRateWorkers when every worker is waiting for a response.
 	fixedRateWorkers    = 16
 	maxFixedRateWorkers = 512
 	requestTimeout      = 10 * time.Second
-	// maxResponseBody is the part of each answer kept for the check.
+	// maxResponseBody is the number of bytes of each response body kept for the check.
 	maxResponseBody = 16 << 10
 )
 
@@ -36,13 +36,13 @@ type request struct {
 	body   []byte
 }
 
-// httpWorkload describes the requests of one scenario and how to judge an
-// answer.
+// httpWorkload describes the requests of one scenario and how to judge a
+// response.
 type httpWorkload struct {
 	// next returns the request with sequence number seq; it is called
 	// concurrently and must not block.
 	next func(seq uint64) request
-	// check returns nil when an answer with this status and body is the
+	// check returns nil when a response with this status and body is the
 	// expected decision.
 	check func(status int, body []byte) error
 }
@@ -136,7 +136,7 @@ func runHTTP(ctx context.Context, srv *server, w httpWorkload, rate int, d time.
 	pacer := vegeta.Rate{Freq: rate, Per: time.Second}
 	label := fmt.Sprintf("%d/s", rate)
 	if rate == 0 {
-		workers, maxWorkers = saturationWorkers, saturationWorkers
+		workers, maxWorkers = uint64(saturationWorkers), uint64(saturationWorkers)
 		pacer = vegeta.Rate{}
 		label = "saturation"
 	}

@@ -56,6 +56,7 @@ func run() int {
 	flag.StringVar(&o.micro, "micro", "", "`file` with `go test -bench` output to summarize in the report")
 	flag.StringVar(&o.workDir, "workdir", "", "`directory` for configs, audit files and logs (default: a new temporary directory)")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured run")
+	flag.IntVar(&saturationWorkers, "concurrency", saturationWorkers, "concurrent requests in a saturation run")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each server's first run")
 	flag.StringVar(&o.scenarios, "scenarios", "all", "comma-separated scenario ids to run (policy, direct, jwt, webhook, grpc, reload) or all")
 	flag.Float64Var(&o.maxLoad, "max-load", 0.8, "wait until the 1-minute load average is below this before measuring")
@@ -119,6 +120,9 @@ func prepare(o *options) error {
 			return err
 		}
 		o.workDir = dir
+	}
+	if saturationWorkers < 1 {
+		return fmt.Errorf("-concurrency %d must be at least 1", saturationWorkers)
 	}
 	if o.duration < time.Second {
 		return fmt.Errorf("-duration %s is below the minimum of 1s", o.duration)

@@ -13,7 +13,7 @@ import (
 )
 
 // decisionHistogram is the PDP's own decision latency metric: from the
-// start of a decision to its answer, audit included, front door adapters
+// start of a decision to its response, audit included, front door adapters
 // and HTTP excluded.
 const decisionHistogram = "pdp_decision_duration_seconds_bucket"
 

@@ -48,7 +48,7 @@ func freePort() (int, error) {
 }
 
 // startServer starts bin with args in dir, its output going to a log file
-// in dir, and waits until GET baseURL+readyPath answers 200.
+// in dir, and waits until GET baseURL+readyPath responds 200.
 func startServer(ctx context.Context, name, dir, bin string, args, env []string, baseURL, readyPath string) (*server, error) {
 	client := &http.Client{Timeout: time.Second}
 	ready := func() error {
@@ -58,7 +58,7 @@ func startServer(ctx context.Context, name, dir, bin string, args, env []string,
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s answered %d", readyPath, resp.StatusCode)
+			return fmt.Errorf("GET %s responded %d", readyPath, resp.StatusCode)
 		}
 		return nil
 	}
@@ -221,7 +221,7 @@ type usage struct {
 	// peakRSS is VmHWM after the run, in bytes. When VmHWM cannot be reset
 	// it is the maximum VmRSS sampled every 100ms instead.
 	peakRSS int64
-	// peakFromHWM tells which of the two peakRSS is.
+	// peakFromHWM is true when peakRSS is VmHWM.
 	peakFromHWM bool
 }
 

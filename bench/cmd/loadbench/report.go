@@ -62,9 +62,11 @@ func writeMethod(b *strings.Builder) {
 
 - Every server listens on a free port on 127.0.0.1; the harness sends no traffic elsewhere. OPA runs with
   ` + "`--skip-version-check --log-level error`" + `, the PDP with log level warn, so neither logs per request.
-- HTTP load: vegeta v12.13.0 as a library, HTTP/1.1 keep-alive. "saturation" is 16 concurrent requests
-  with no rate limit; "N/s" is an open-loop constant rate (vegeta adds workers when all are busy).
-- gRPC load: ghz v0.93.0 (` + "`go install github.com/bojand/ghz/cmd/ghz@v0.93.0`" + `), per-call details from its JSON report.
+- HTTP load: vegeta v12.13.0 as a library, HTTP/1.1 keep-alive. "saturation" is ` + strconv.Itoa(saturationWorkers) + ` concurrent
+  requests with no rate limit; "N/s" is an open-loop constant rate (vegeta adds workers when all are busy).
+- gRPC load: ghz v0.93.0 (` + "`go install github.com/bojand/ghz/cmd/ghz@v0.93.0`" + `), per-call details from its JSON
+  report. At a fixed rate ghz paces ` + strconv.Itoa(grpcFixedRateWorkers) + ` workers, each waiting for its answer, so a
+  slow answer delays later calls (closed loop) and its latency understates queueing.
 - Latency is client-observed, from the moment a request is sent until its whole answer is read, so it
   includes the load generator, loopback and HTTP parsing. It is an upper bound of the server's own time.
   Percentiles are exact nearest-rank values over every request of the run.

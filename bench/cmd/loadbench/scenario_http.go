@@ -304,7 +304,7 @@ func poolWorkload(url string, bodies [][]byte, check func(int, []byte) error) ht
 	}
 }
 
-// probeOnce sends the first request of t's workload and checks the answer.
+// probeOnce sends the first request of t's workload and checks the response.
 func probeOnce(ctx context.Context, t loadTarget) error {
 	req := t.workload.next(0)
 	status, body, err := postJSON(ctx, req.url, req.body)

@@ -21,7 +21,7 @@ const reloadRate = 1000
 const reloadWindow = 500 * time.Millisecond
 
 // runReloadScenario rewrites a watched bundle directory every second while
-// both servers answer decisions at a fixed rate. Each write replaces
+// both servers serve decisions at a fixed rate. Each write replaces
 // .manifest (a new revision) and a Rego file (a new generation value), so
 // every reload compiles the policy again.
 func runReloadScenario(ctx context.Context, h *harness, res *scenarioResult) error {
@@ -113,7 +113,7 @@ func (rl *reloadLog) maxDuringReload(r *runResult) time.Duration {
 }
 
 // runWithReloads runs t at reloadRate and writes a new generation into
-// bundleDir every second meanwhile. Before each write it asks live which
+// bundleDir every second meanwhile. Before each write it calls live for the
 // generation the server serves, to count the reloads that took effect.
 func (h *harness) runWithReloads(ctx context.Context, dir, bundleDir string, t loadTarget,
 	live func(context.Context) (int, error)) (*runResult, *reloadLog, error) {

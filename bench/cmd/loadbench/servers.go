@@ -167,8 +167,8 @@ func staticWorkload(url string, body []byte, check func(int, []byte) error) http
 	}
 }
 
-// Answer checks. Each accepts only a 200 whose body is an allow, and
-// never puts the body into the error, since a body may hold a token.
+// Response checks. Each accepts only a 200 whose body is an allow, and
+// never puts the body into the error, since a body may contain a token.
 
 // checkDecisionAllow accepts a PDP decision ({"allow": true, ...}).
 func checkDecisionAllow(status int, body []byte) error {

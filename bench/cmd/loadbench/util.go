@@ -62,7 +62,7 @@ func pingRedis(addr string) error {
 		return err
 	}
 	if strings.TrimSpace(line) != "+PONG" {
-		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
+		return fmt.Errorf("PING returned %q", strings.TrimSpace(line))
 	}
 	return nil
 }
