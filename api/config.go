@@ -31,6 +31,10 @@ const (
 // loaded from the gateway: key of the YAML configuration; every field may be
 // left out to take its default.
 type Config struct {
+	// TokenHeader is the header that carries the caller's token; the
+	// command copies identity.token_header here. Empty means Authorization
+	// with the Bearer scheme.
+	TokenHeader string `yaml:"-"`
 	// IdentityHeaders names the request headers the PDP sets upstream from
 	// the verified identity on allow. A client can never pass them through:
 	// on allow each is overwritten, or removed when the fact is unknown.

@@ -67,7 +67,7 @@ func (c *Config) checkRequestToRequest(cr *authv3.CheckRequest, maxBody int64) (
 		return req, pdp.Deny(pdp.ReasonRequestInvalid, err)
 	}
 	req.Peer = peer
-	req.Token = bearerToken(headers)
+	req.Token = c.requestToken(headers)
 	req.Message = c.signedMessage(headers, body, pdp.BodyTruncated(req.HTTP))
 	return req, nil
 }

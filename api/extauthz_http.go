@@ -26,7 +26,7 @@ func (s *Server) extAuthz(c echo.Context) error {
 	req := &pdp.Request{
 		FrontDoor: pdp.FrontDoorEnvoyHTTP,
 		Context:   map[string]any{},
-		Token:     bearerToken(headers),
+		Token:     s.gw.requestToken(headers),
 		HTTP: &pdp.HTTPRequest{
 			Method: r.Method, Host: r.Host, Path: originalTarget(r.RequestURI, s.gw.ExtAuthzPrefix),
 			Scheme: headers["x-forwarded-proto"], Protocol: r.Proto, Headers: headers,

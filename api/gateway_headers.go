@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/authgate/pdp/identity"
 	"github.com/authgate/pdp/pdp"
 )
 
@@ -233,14 +234,23 @@ func requestHeaders(h http.Header) map[string]string {
 	return out
 }
 
-// bearerToken returns the credential of an "Authorization: Bearer ..."
-// header, "" for any other scheme.
-func bearerToken(headers map[string]string) string {
-	scheme, token, ok := strings.Cut(strings.TrimSpace(headers["authorization"]), " ")
-	if !ok || !strings.EqualFold(scheme, "bearer") {
-		return ""
+// requestToken returns the caller's token from the token header
+// (identity.token_header, default "Authorization: Bearer ..."). A malformed
+// value is returned as it is, so a route that needs a token rejects it as
+// token.invalid instead of treating it as missing.
+func (c *Config) requestToken(headers map[string]string) string {
+	token, err := identity.TokenFromHeaders(headers, c.TokenHeader)
+	if err != nil {
+		return headers[c.tokenHeaderName()]
 	}
-	return strings.TrimSpace(token)
+	return token
+}
+
+func (c *Config) tokenHeaderName() string {
+	if c.TokenHeader == "" {
+		return identity.DefaultTokenHeader
+	}
+	return strings.ToLower(c.TokenHeader)
 }
 
 // signedMessage returns the signed message a gateway request carries when

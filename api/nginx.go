@@ -33,7 +33,7 @@ func (s *Server) nginxAuth(c echo.Context) error {
 	req := &pdp.Request{
 		FrontDoor: pdp.FrontDoorNGINX,
 		Context:   map[string]any{},
-		Token:     bearerToken(headers),
+		Token:     s.gw.requestToken(headers),
 	}
 
 	target := r.Header.Get("X-Original-URI")

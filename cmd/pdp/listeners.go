@@ -28,6 +28,7 @@ type listener struct {
 // listener. Metrics are served on the admin listener when it is configured,
 // otherwise on the HTTP API.
 func (a *app) buildServers(context.Context) error {
+	a.cfg.Gateway.TokenHeader = a.cfg.Identity.TokenHeader
 	metrics := api.MetricsHandler(a.registry, a.log)
 	httpOpts := api.Options{
 		Engine: a.engine, Gateway: a.cfg.Gateway, MaxBodyBytes: a.cfg.HTTP.MaxBodyBytes,
