@@ -177,7 +177,9 @@ func readMachine(o options) machineFacts {
 	if out, err := exec.Command(o.pdpBin, "version").Output(); err == nil {
 		m.pdpVersion = strings.TrimSpace(string(out))
 	}
-	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+	if o.revision != "" {
+		m.gitCommit = o.revision
+	} else if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		m.gitCommit = strings.TrimSpace(string(out))
 		if out, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(out) > 0 {
 			m.gitCommit += " (work tree has uncommitted changes)"

@@ -38,6 +38,7 @@ type options struct {
 	maxLoad   float64
 	waitQuiet time.Duration
 	command   string
+	revision  string
 	keepWork  bool
 }
 
@@ -62,6 +63,8 @@ func run() int {
 	flag.Float64Var(&o.maxLoad, "max-load", 0.8, "wait until the 1-minute load average is below this before measuring")
 	flag.DurationVar(&o.waitQuiet, "wait-quiet", 0, "longest wait for -max-load; 0 measures at once")
 	flag.StringVar(&o.command, "command", "", "command line to print in the report (default: this command's own)")
+	flag.StringVar(&o.revision, "revision", "", "source revision of the PDP binary to print in the report "+
+		"(default: git rev-parse HEAD of the working directory)")
 	flag.BoolVar(&o.keepWork, "keep", false, "keep the work directory")
 	flag.Parse()
 

@@ -21,7 +21,7 @@ const webhookChannels = 256
 // runWebhookScenario sends signed callbacks through the direct decision
 // API: the PDP verifies the Standard Webhooks signature, checks nonce and
 // sequence in Redis in one round trip, evaluates the policy and writes a
-// durable audit record before answering. OPA has no equivalent, so the
+// durable audit record before it responds. OPA has no equivalent, so the
 // scenario has no baseline.
 func runWebhookScenario(ctx context.Context, h *harness, res *scenarioResult) error {
 	dir, err := h.scenarioDir(res.id)
