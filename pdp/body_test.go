@@ -175,3 +175,19 @@ func TestQueryAuditFailureHidesResult(t *testing.T) {
 		t.Errorf("decision = allow %v result %v, want deny without result", d.Allow, d.Result)
 	}
 }
+
+// FuzzParseBody checks that no body and content type make ParseBody panic,
+// and that every error carries request.invalid.
+func FuzzParseBody(f *testing.F) {
+	f.Add("application/json", []byte(`{"a":[1,2,{"b":null}]}`))
+	f.Add("application/x-www-form-urlencoded", []byte("a=1&a=2&b=%zz"))
+	f.Add("multipart/form-data; boundary=xyz", []byte("--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--xyz--\r\n"))
+	f.Add("application/json", []byte(`["foo" : 42}`))
+	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
+		h := &HTTPRequest{Headers: map[string]string{"content-type": contentType}, Body: body, Size: -1}
+		_, _, err := ParseBody(h)
+		if err != nil && ReasonOf(err, "") != ReasonRequestInvalid {
+			t.Fatalf("error %v has reason %q, want request.invalid", err, ReasonOf(err, ""))
+		}
+	})
+}
