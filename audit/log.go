@@ -34,6 +34,13 @@ type Options struct {
 	Redis redis.UniversalClient
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// OnFsync, when not nil, receives each successful batch write. d is
+	// the time of the write and its fsync, or of the write alone with
+	// durability none. records is the number of decision records, 0 for a
+	// write that contains only a checkpoint. It runs on the writer
+	// goroutine before the batch's Record calls return, so it must be quick
+	// and must not call Record or Close.
+	OnFsync func(d time.Duration, records int)
 }
 
 // Stats counts what a Log has done since Open.
@@ -74,7 +81,10 @@ type Log struct {
 	checkpoint atomic.Pointer[Checkpoint]
 
 	records, checkpoints, batches, writeErrors atomic.Uint64
-	stream                                     *streamSink
+	// queued counts records from Record until the writer takes them into
+	// a batch write.
+	queued atomic.Int64
+	stream *streamSink
 }
 
 var _ pdp.Auditor = (*Log)(nil)
@@ -146,11 +156,16 @@ func (l *Log) Record(ctx context.Context, ev *pdp.AuditEvent) error {
 		return ErrClosed
 	}
 	req := &request{ev: *ev, queued: time.Now(), done: make(chan error, 1)}
+	// The count rises before the send, so the writer never takes it below
+	// zero.
+	l.queued.Add(1)
 	select {
 	case l.requests <- req:
 	case <-ctx.Done():
+		l.queued.Add(-1)
 		return fmt.Errorf("audit: queue record: %w", ctx.Err())
 	case <-l.stopped:
+		l.queued.Add(-1)
 		return ErrClosed
 	}
 	select {
@@ -197,6 +212,13 @@ func (l *Log) LastCheckpoint() (Checkpoint, bool) {
 		return Checkpoint{}, false
 	}
 	return *cp, true
+}
+
+// QueueDepth returns the number of records that Record has queued and the
+// writer has not yet taken into a batch write. It is safe to call at any
+// time, for example from a metrics scrape.
+func (l *Log) QueueDepth() int {
+	return int(max(l.queued.Load(), 0))
 }
 
 // Stats returns the counters since Open.

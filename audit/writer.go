@@ -27,6 +27,7 @@ type writer struct {
 	instance string
 	log      *slog.Logger
 	now      func() time.Time
+	onFsync  func(time.Duration, int)
 	l        *Log
 
 	key   ed25519.PrivateKey
@@ -60,7 +61,7 @@ type writer struct {
 func newWriter(cfg Config, opts Options) (*writer, error) {
 	w := &writer{
 		cfg: cfg, instance: opts.Instance, log: opts.Logger, now: opts.Now,
-		hash: GenesisHash,
+		onFsync: opts.OnFsync, hash: GenesisHash,
 	}
 	if cfg.checkpointsEnabled() {
 		key, err := loadSigningKey(cfg.CheckpointKeyFile, cfg.CheckpointKeyGenerate, w.log)
@@ -243,6 +244,7 @@ func (w *writer) drain() {
 
 // commit writes one batch and sends each caller its result.
 func (w *writer) commit(batch []*request) {
+	w.l.queued.Add(-int64(len(batch)))
 	errs := make([]error, len(batch))
 	if err := w.prepare(); err != nil {
 		for i := range errs {
@@ -345,9 +347,13 @@ func (w *writer) appendBatch(batch []*request, force bool) []error {
 		return errs
 	}
 
+	started := time.Now()
 	if err := w.write(buf); err != nil {
 		w.fail(err)
 		return fillErrors(errs, w.broken)
+	}
+	if w.onFsync != nil {
+		w.onFsync(time.Since(started), written)
 	}
 
 	w.seq, w.hash = seq, hash

@@ -152,6 +152,15 @@ type Options struct {
 	Logger *slog.Logger
 	// Embedded is the shipped bundle, served when no source is configured.
 	Embedded fs.FS
+	// OnActivate, when not nil, receives the outcome of each activation
+	// attempt: the new revision and nil on success, or the revision that
+	// keeps serving ("" if none) and the error on failure. A failed
+	// download from a bundle server is a failed attempt, and a Not Modified
+	// response is no attempt. It runs on the loading goroutine, with no
+	// Manager lock held, and must not call Reload or Stop. Concurrent
+	// attempts, such as a Reload during a watcher reload, may report in
+	// either order.
+	OnActivate func(revision string, err error)
 }
 
 // Validate reports every problem in the configuration at once, each with

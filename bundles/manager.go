@@ -200,8 +200,17 @@ func (m *Manager) location() string {
 	return m.cfg.Path
 }
 
-// loadLocal reads the directory, file or embedded bundle and activates it.
+// loadLocal reads the directory, file or embedded bundle, activates it
+// and reports the attempt to Options.OnActivate.
 func (m *Manager) loadLocal(ctx context.Context) error {
+	id, err := m.readAndActivate(ctx)
+	m.notifyActivation(id, err)
+	return err
+}
+
+// readAndActivate runs loadLocal's read and activation under activateMu
+// and returns the new revision id.
+func (m *Manager) readAndActivate(ctx context.Context) (string, error) {
 	m.activateMu.Lock()
 	defer m.activateMu.Unlock()
 
@@ -215,34 +224,39 @@ func (m *Manager) loadLocal(ctx context.Context) error {
 	default:
 		b, err = m.reader.readFS(m.opts.Embedded)
 	}
+	var id string
 	if err == nil {
-		err = m.activateLocked(ctx, b)
+		id, err = m.activateLocked(ctx, b)
 	}
 	if err != nil && m.kind == sourceDirectory {
 		err = locateIn(m.cfg.Path, err)
 	}
 	m.record(err)
-	return err
+	return id, err
 }
 
 // activate compiles and publishes a bundle read elsewhere, such as one
-// downloaded from a bundle server.
+// downloaded from a bundle server, and reports the attempt to
+// Options.OnActivate.
 func (m *Manager) activate(ctx context.Context, b *bundle.Bundle) error {
 	m.activateMu.Lock()
-	defer m.activateMu.Unlock()
-	err := m.activateLocked(ctx, b)
+	id, err := m.activateLocked(ctx, b)
 	m.record(err)
+	m.activateMu.Unlock()
+
+	m.notifyActivation(id, err)
 	return err
 }
 
-func (m *Manager) activateLocked(ctx context.Context, b *bundle.Bundle) error {
+// activateLocked compiles b, publishes it and returns its revision id.
+func (m *Manager) activateLocked(ctx context.Context, b *bundle.Bundle) (string, error) {
 	rev, err := compile(ctx, b, compileOptions{
 		entrypoint:     m.entrypoint,
 		queryCacheSize: m.cfg.QueryCacheSize,
 		source:         m.kind,
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
 	rev.activated = time.Now()
 	previous := m.active.Swap(rev)
@@ -255,18 +269,41 @@ func (m *Manager) activateLocked(ctx context.Context, b *bundle.Bundle) error {
 		attrs = append(attrs, "configured_entrypoint", m.entrypoint.String())
 	}
 	m.log.Info("bundle activated", attrs...)
-	return nil
+	return rev.id, nil
+}
+
+// notifyActivation passes one activation attempt to Options.OnActivate.
+// On failure it names the revision that keeps serving. Callers must hold
+// no Manager lock, so the callback may read the Manager.
+func (m *Manager) notifyActivation(revision string, err error) {
+	if m.opts.OnActivate == nil {
+		return
+	}
+	if err != nil {
+		revision = m.Revision()
+	}
+	m.opts.OnActivate(revision, err)
 }
 
 // record stores the outcome of an activation attempt and logs a rejection.
+// The caller holds activateMu and reports the attempt to
+// Options.OnActivate after releasing it.
 func (m *Manager) record(err error) {
-	m.setStatus(err)
+	m.storeStatus(err)
 	if err != nil {
 		m.logRejected(err)
 	}
 }
 
+// setStatus stores the outcome of an attempt that ended before activation,
+// such as a failed download, and reports it to Options.OnActivate. The
+// caller must hold no Manager lock.
 func (m *Manager) setStatus(err error) {
+	m.storeStatus(err)
+	m.notifyActivation("", err)
+}
+
+func (m *Manager) storeStatus(err error) {
 	m.statusMu.Lock()
 	m.lastAttempt, m.lastErr = time.Now(), err
 	m.statusMu.Unlock()

@@ -27,6 +27,12 @@ type Options struct {
 	Redis redis.UniversalClient
 	// Now returns the time tokens are checked against; nil means time.Now.
 	Now func() time.Time
+	// OnJWKSRefresh, when not nil, receives each JWKS fetch attempt: the
+	// issuer's configured name and the fetch error, nil on success. A
+	// transport error names the JWKS URL, with any password masked by
+	// net/http. It runs on the fetch goroutine before callers waiting for
+	// that fetch resume, so it must be quick.
+	OnJWKSRefresh func(issuer string, err error)
 }
 
 // Authenticator verifies bearer tokens and mTLS peers. It implements
@@ -35,6 +41,7 @@ type Authenticator struct {
 	cfg         Config
 	log         *slog.Logger
 	now         func() time.Time
+	onRefresh   func(issuer string, err error)
 	issuers     []*issuer
 	byIss       map[string]*issuer
 	byName      map[string]*issuer
@@ -82,11 +89,12 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 		opts.Now = time.Now
 	}
 	a := &Authenticator{
-		cfg:    cfg,
-		log:    opts.Logger,
-		now:    opts.Now,
-		byIss:  map[string]*issuer{},
-		byName: map[string]*issuer{},
+		cfg:       cfg,
+		log:       opts.Logger,
+		now:       opts.Now,
+		onRefresh: opts.OnJWKSRefresh,
+		byIss:     map[string]*issuer{},
+		byName:    map[string]*issuer{},
 	}
 	a.base, a.cancel = context.WithCancel(context.Background())
 
@@ -125,7 +133,7 @@ func (a *Authenticator) newIssuer(cfg *IssuerConfig) (*issuer, error) {
 	iss := &issuer{cfg: cfg, static: static}
 	iss.publish(nil)
 	if cfg.JWKSURL != "" {
-		iss.remote, err = newJWKSSource(cfg, a.log, iss.publish)
+		iss.remote, err = newJWKSSource(cfg, a.log, iss.publish, a.onRefresh)
 		if err != nil {
 			return nil, err
 		}

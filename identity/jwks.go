@@ -36,6 +36,8 @@ type jwksSource struct {
 	log    *slog.Logger
 	// publish receives every successfully fetched key set.
 	publish func([]*verificationKey)
+	// onRefresh, when not nil, receives the outcome of every fetch.
+	onRefresh func(issuer string, err error)
 
 	mu          sync.Mutex
 	lastAttempt time.Time
@@ -47,18 +49,21 @@ type jwksSource struct {
 	suppressed  int
 }
 
-func newJWKSSource(cfg *IssuerConfig, log *slog.Logger, publish func([]*verificationKey)) (*jwksSource, error) {
+func newJWKSSource(cfg *IssuerConfig, log *slog.Logger, publish func([]*verificationKey),
+	onRefresh func(issuer string, err error),
+) (*jwksSource, error) {
 	client, err := newJWKSClient(cfg.JWKSCAFile)
 	if err != nil {
 		return nil, err
 	}
 	return &jwksSource{
-		issuer:  cfg.Name,
-		url:     cfg.JWKSURL,
-		cfg:     cfg,
-		client:  client,
-		log:     log,
-		publish: publish,
+		issuer:    cfg.Name,
+		url:       cfg.JWKSURL,
+		cfg:       cfg,
+		client:    client,
+		log:       log,
+		publish:   publish,
+		onRefresh: onRefresh,
 	}, nil
 }
 
@@ -114,6 +119,9 @@ func (s *jwksSource) refresh(base context.Context) <-chan struct{} {
 	go func() {
 		keys, maxAge, err := s.fetch(base)
 		s.finish(keys, maxAge, err)
+		if s.onRefresh != nil {
+			s.onRefresh(s.issuer, err)
+		}
 		close(done)
 	}()
 	return done

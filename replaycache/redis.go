@@ -29,6 +29,7 @@ type redisStore struct {
 	ownsClient bool
 	now        func() time.Time
 	log        *slog.Logger
+	onRedis    func(op string, d time.Duration, err error)
 
 	mu sync.Mutex
 	// marks holds, per sender, the newest marker this process has seen.
@@ -51,7 +52,8 @@ func (m marker) less(o marker) bool {
 var _ Store = (*redisStore)(nil)
 
 func newRedisStore(cfg Config, opts Options) (*redisStore, error) {
-	s := &redisStore{cfg: cfg, client: opts.Client, now: opts.Now, log: opts.Logger, marks: map[string]marker{}}
+	s := &redisStore{cfg: cfg, client: opts.Client, now: opts.Now, log: opts.Logger,
+		onRedis: opts.OnRedis, marks: map[string]marker{}}
 	if s.client == nil {
 		client, err := NewClient(cfg.Redis)
 		if err != nil {
@@ -143,7 +145,9 @@ func (s *redisStore) run(ctx context.Context, c pdp.ReplayCheck, now time.Time, 
 		strconv.FormatUint(s.cfg.MaxSequenceJump, 10),
 		s.cfg.SequenceTTL.Milliseconds(),
 	}
+	started := time.Now()
 	reply, err := checkScript.Run(ctx, s.client, s.keys(c), args...).Slice()
+	s.observe(OpCheck, started, err)
 	if err != nil {
 		return "", marker{}, fmt.Errorf("replay check in redis: %w", err)
 	}
@@ -186,10 +190,21 @@ func escapeKey(s string) string { return keyEscaper.Replace(s) }
 func (s *redisStore) Ready(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Redis.DialTimeout+s.cfg.Redis.OpTimeout)
 	defer cancel()
-	if err := s.client.Ping(ctx).Err(); err != nil {
+	started := time.Now()
+	err := s.client.Ping(ctx).Err()
+	s.observe(OpPing, started, err)
+	if err != nil {
 		return fmt.Errorf("replay store: ping redis: %w", err)
 	}
 	return nil
+}
+
+// observe passes one round trip that began at started to Options.OnRedis.
+// The latency uses the monotonic clock, not Options.Now, which tests set.
+func (s *redisStore) observe(op string, started time.Time, err error) {
+	if s.onRedis != nil {
+		s.onRedis(op, time.Since(started), err)
+	}
 }
 
 func (s *redisStore) Close() error {

@@ -53,7 +53,23 @@ type Options struct {
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// OnRedis, when not nil, receives each Redis round trip of the Redis
+	// store: the operation (OpCheck or OpPing), its latency and its error,
+	// nil on success. The memory store never calls it. It runs on the
+	// caller's goroutine before Check or Ready returns, so it must be quick.
+	OnRedis func(op string, d time.Duration, err error)
 }
+
+// Operation names passed to Options.OnRedis.
+const (
+	// OpCheck is one run of the replay check script, also the second run
+	// that resets the recovery moment after a rollback. A run that falls
+	// back from EVALSHA to EVAL, because Redis had not cached the script,
+	// is reported once with the time of both commands.
+	OpCheck = "replay_check"
+	// OpPing is the PING sent by Ready.
+	OpPing = "replay_ping"
+)
 
 // ErrStateLost is wrapped by the state.unavailable denial for a message
 // timestamped before the lost-state guard ends.
