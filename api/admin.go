@@ -40,7 +40,7 @@ func NewAdminServer(opts AdminOptions) *AdminServer {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
-	e.HTTPErrorHandler = errorHandler(opts.Logger)
+	e.HTTPErrorHandler = errorHandler(opts.Logger, nil)
 	e.Use(RequireAdminToken(opts.Token))
 
 	if opts.Metrics != nil {

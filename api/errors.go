@@ -20,8 +20,8 @@ type errorBody struct {
 }
 
 // errorHandler turns echo's routing and binding errors into JSON with a
-// reason code.
-func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+// reason code. mapStatus, when set, adjusts the status per path.
+func errorHandler(log *slog.Logger, mapStatus func(path string, status int) int) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
@@ -41,6 +41,9 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			reason = pdp.ReasonPolicyError
 		}
 		body := errorBody{Reason: reason, Message: http.StatusText(status)}
+		if mapStatus != nil {
+			status = mapStatus(c.Request().URL.Path, status)
+		}
 		if c.Request().Method == http.MethodHead {
 			_ = c.NoContent(status)
 			return

@@ -246,10 +246,20 @@ func (l *Limits) checkHeaderBytes(size int) error {
 // decisions, and an audit fsync per shed request would add load exactly
 // when the PDP is overloaded.
 func (l *Limits) Middleware() echo.MiddlewareFunc {
+	return l.middleware(nil)
+}
+
+// middleware is Middleware with the rejection statuses passed through
+// mapStatus (nil keeps them), so gateway endpoints can turn them into
+// statuses their gateway treats as a denial.
+func (l *Limits) middleware(mapStatus func(path string, status int) int) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			if l.opts.Skip(c) {
 				return next(c)
+			}
+			if mapStatus != nil {
+				c.Set(statusMapKey, mapStatus)
 			}
 			if err := l.checkHTTPHeaders(c.Request().Header); err != nil {
 				return l.rejectHTTP(c, http.StatusRequestHeaderFieldsTooLarge, err)
@@ -285,8 +295,15 @@ func (l *Limits) withDeadline(c echo.Context, next echo.HandlerFunc) error {
 func (l *Limits) rejectHTTP(c echo.Context, status int, err error) error {
 	reason := pdp.ReasonOf(err, pdp.ReasonRequestInvalid)
 	l.reject(reason, err, "path", c.Request().URL.Path)
+	if mapStatus, ok := c.Get(statusMapKey).(func(string, int) int); ok {
+		status = mapStatus(c.Request().URL.Path, status)
+	}
 	return c.JSON(status, errorBody{Reason: reason, Message: reason.Text()})
 }
+
+// statusMapKey is the echo context key of the status mapping of
+// middleware.
+const statusMapKey = "pdp.limits.status_map"
 
 // reject logs and counts one rejected request.
 func (l *Limits) reject(reason pdp.Reason, err error, attrs ...any) {

@@ -7,9 +7,12 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -41,7 +44,10 @@ type Options struct {
 	// Gateway configures the gateway front doors (Envoy HTTP ext_authz,
 	// NGINX auth_request, OPA REST, AuthZEN).
 	Gateway Config
-	// Middleware runs before every route, in order (limits, for example).
+	// Limits, when set, applies the concurrency, header and deadline limits
+	// to every route but the probes.
+	Limits *Limits
+	// Middleware runs before every route, in order.
 	Middleware []echo.MiddlewareFunc
 	// Metrics, when set, is served at GET /metrics.
 	Metrics http.Handler
@@ -67,14 +73,18 @@ func NewServer(opts Options) *Server {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
-	e.HTTPErrorHandler = errorHandler(opts.Logger)
-
 	s := &Server{
 		opts: opts, gw: opts.Gateway.withDefaults(), echo: e, log: opts.Logger,
 		draining: make(chan struct{}),
 	}
+	handleError := errorHandler(opts.Logger, s.gatewayStatus)
+	e.HTTPErrorHandler = handleError
 	s.querier, _ = opts.Engine.(Querier)
+	e.Use(s.recoverPanic)
 	e.Use(extractTraceContext)
+	if opts.Limits != nil {
+		e.Use(opts.Limits.middleware(s.gatewayStatus))
+	}
 	e.Use(opts.Middleware...)
 	s.routes()
 	return s
@@ -108,6 +118,40 @@ func (s *Server) gatewayRoutes() {
 		s.echo.POST("/access/v1/evaluation", s.authzenEvaluate)
 		s.echo.POST("/access/v1/evaluations", s.authzenEvaluations)
 		s.echo.GET("/.well-known/authzen-configuration", s.authzenConfiguration)
+	}
+}
+
+// gatewayStatus maps an error status on a gateway endpoint to one its
+// gateway treats as a denial: Envoy's HTTP mode lets a 5xx through when
+// failure_mode_allow is on, and NGINX auth_request turns anything but 2xx,
+// 401 and 403 into a 500, so both get 403 instead.
+func (s *Server) gatewayStatus(path string, status int) int {
+	switch {
+	case path == s.gw.NGINXPath:
+		if status != http.StatusUnauthorized && status != http.StatusForbidden {
+			return http.StatusForbidden
+		}
+	case path == s.gw.ExtAuthzPrefix || strings.HasPrefix(path, s.gw.ExtAuthzPrefix+"/"):
+		if status >= http.StatusInternalServerError {
+			return http.StatusForbidden
+		}
+	}
+	return status
+}
+
+// recoverPanic turns a panic in a handler into a logged error answer, so a
+// gateway gets a denial instead of a reset connection, which Envoy's
+// failure_mode_allow would let through.
+func (s *Server) recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("handler panicked", "path", c.Request().URL.Path, "error", fmt.Sprint(r),
+					"stack", string(debug.Stack()))
+				err = echo.NewHTTPError(http.StatusInternalServerError)
+			}
+		}()
+		return next(c)
 	}
 }
 

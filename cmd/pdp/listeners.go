@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/labstack/echo/v4"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -32,8 +31,7 @@ func (a *app) buildServers(context.Context) error {
 	metrics := api.MetricsHandler(a.registry, a.log)
 	httpOpts := api.Options{
 		Engine: a.engine, Gateway: a.cfg.Gateway, MaxBodyBytes: a.cfg.HTTP.MaxBodyBytes,
-		Readiness: a.readiness(), Middleware: []echo.MiddlewareFunc{a.limits.Middleware()},
-		Logger: a.log,
+		Readiness: a.readiness(), Limits: a.limits, Logger: a.log,
 	}
 	if a.cfg.Admin.Addr == "" {
 		httpOpts.Metrics = metrics
