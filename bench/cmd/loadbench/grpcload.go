@@ -65,7 +65,7 @@ func runGHZ(ctx context.Context, ghz, dir string, srv *server, req *authv3.Check
 		srv.grpcAddr,
 	}
 
-	histBefore := scrapeServerHistogram(ctx, srv)
+	metricsBefore := scrapeServerMetrics(ctx, srv)
 	meter, err := startUsage(srv.pid())
 	if err != nil {
 		return nil, err
@@ -89,7 +89,7 @@ func runGHZ(ctx context.Context, ghz, dir string, srv *server, req *authv3.Check
 	res := &runResult{
 		server: srv.name, label: label, rate: rate, workers: concurrency, tool: "ghz",
 		elapsed: rep.Total, usage: u, samples: make([]sample, 0, len(rep.Details)),
-		serverHist: scrapeServerHistogram(ctx, srv).since(histBefore),
+		metrics: scrapeServerMetrics(ctx, srv).since(metricsBefore),
 	}
 	if cmd.ProcessState != nil {
 		res.clientCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()

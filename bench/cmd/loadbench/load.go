@@ -72,9 +72,9 @@ type runResult struct {
 	clientCPU time.Duration
 	// tool names the load generator.
 	tool string
-	// serverHist is the PDP's own decision latency histogram over the run,
-	// nil when the server does not serve it.
-	serverHist histogram
+	// metrics holds the PDP's own metrics over the run, nil when the
+	// server does not serve them.
+	metrics *serverMetrics
 }
 
 // requests returns the number of requests sent.
@@ -153,7 +153,7 @@ func runHTTP(ctx context.Context, srv *server, w httpWorkload, rate int, d time.
 		return nil
 	}
 
-	histBefore := scrapeServerHistogram(ctx, srv)
+	metricsBefore := scrapeServerMetrics(ctx, srv)
 	meter, err := startUsage(srv.pid())
 	if err != nil {
 		return nil, err
@@ -183,16 +183,24 @@ func runHTTP(ctx context.Context, srv *server, w httpWorkload, rate int, d time.
 	if res.usage, err = meter.stop(); err != nil {
 		return nil, err
 	}
-	res.serverHist = scrapeServerHistogram(ctx, srv).since(histBefore)
+	res.metrics = scrapeServerMetrics(ctx, srv).since(metricsBefore)
 	res.finish()
 	return res, ctx.Err()
 }
 
-// scrapeServerHistogram returns the PDP's decision latency histogram, nil
-// for other servers.
-func scrapeServerHistogram(ctx context.Context, srv *server) histogram {
+// scrapeServerMetrics returns the PDP's metrics, nil for other servers.
+func scrapeServerMetrics(ctx context.Context, srv *server) *serverMetrics {
 	if !strings.HasPrefix(srv.name, serverPDP) {
 		return nil
 	}
-	return scrapeHistogram(ctx, srv.baseURL)
+	return scrapeMetrics(ctx, srv.baseURL)
+}
+
+// ownTime returns the PDP's decision latency histogram of the run, nil
+// when there is none.
+func (r *runResult) ownTime() histogram {
+	if r.metrics == nil {
+		return nil
+	}
+	return r.metrics.decisions
 }

@@ -21,9 +21,26 @@ const decisionHistogram = "pdp_decision_duration_seconds_bucket"
 // of observations, summed over every label but le.
 type histogram map[float64]float64
 
-// scrapeHistogram reads the decision latency histogram from the PDP's
-// GET /metrics. It returns nil when the PDP does not serve the metric.
-func scrapeHistogram(ctx context.Context, baseURL string) histogram {
+// stepMetric is the PDP's per-step latency metric.
+const stepMetric = "pdp_decision_step_duration_seconds"
+
+// serverMetrics is the part of the PDP's /metrics the report uses: the
+// decision latency histogram and the time spent per pipeline step.
+type serverMetrics struct {
+	decisions histogram
+	// stepSeconds and stepCount are the sum and count of stepMetric per
+	// step, over both outcomes.
+	stepSeconds map[string]float64
+	stepCount   map[string]float64
+}
+
+func newServerMetrics() *serverMetrics {
+	return &serverMetrics{decisions: histogram{}, stepSeconds: map[string]float64{}, stepCount: map[string]float64{}}
+}
+
+// scrapeMetrics reads the PDP's GET /metrics. It returns nil when the PDP
+// does not serve the decision histogram.
+func scrapeMetrics(ctx context.Context, baseURL string) *serverMetrics {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/metrics", nil)
@@ -38,23 +55,85 @@ func scrapeHistogram(ctx context.Context, baseURL string) histogram {
 	if resp.StatusCode != http.StatusOK {
 		return nil
 	}
-	h := histogram{}
+
+	m := newServerMetrics()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, decisionHistogram+"{") {
-			continue
-		}
-		le, count, ok := parseBucket(line)
-		if ok {
-			h[le] += count
+		switch {
+		case strings.HasPrefix(line, decisionHistogram+"{"):
+			if le, count, ok := parseBucket(line); ok {
+				m.decisions[le] += count
+			}
+		case strings.HasPrefix(line, stepMetric+"_sum{"):
+			addStep(m.stepSeconds, line)
+		case strings.HasPrefix(line, stepMetric+"_count{"):
+			addStep(m.stepCount, line)
 		}
 	}
-	if len(h) == 0 {
+	if len(m.decisions) == 0 {
 		return nil
 	}
-	return h
+	return m
+}
+
+// addStep adds the value of one sample line to the total of its step
+// label.
+func addStep(totals map[string]float64, line string) {
+	start := strings.Index(line, `step="`)
+	if start < 0 {
+		return
+	}
+	rest := line[start+len(`step="`):]
+	end := strings.IndexByte(rest, '"')
+	if end < 0 {
+		return
+	}
+	fields := strings.Fields(line[strings.LastIndexByte(line, '}')+1:])
+	if len(fields) == 0 {
+		return
+	}
+	v, err := strconv.ParseFloat(fields[0], 64)
+	if err != nil {
+		return
+	}
+	totals[rest[:end]] += v
+}
+
+// since returns what was observed between before and m, nil when either
+// is missing.
+func (m *serverMetrics) since(before *serverMetrics) *serverMetrics {
+	if m == nil || before == nil {
+		return nil
+	}
+	out := newServerMetrics()
+	for le, count := range m.decisions {
+		out.decisions[le] = count - before.decisions[le]
+	}
+	for step, v := range m.stepSeconds {
+		out.stepSeconds[step] = v - before.stepSeconds[step]
+	}
+	for step, v := range m.stepCount {
+		out.stepCount[step] = v - before.stepCount[step]
+	}
+	return out
+}
+
+// stepMeans formats the mean time of each pipeline step that ran.
+func (m *serverMetrics) stepMeans() string {
+	if m == nil {
+		return ""
+	}
+	var parts []string
+	for _, step := range []string{"authenticate", "verify", "replay", "policy", "audit"} {
+		if m.stepCount[step] == 0 {
+			continue
+		}
+		mean := time.Duration(m.stepSeconds[step] / m.stepCount[step] * float64(time.Second))
+		parts = append(parts, step+" "+fmtDur(mean))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // parseBucket reads the le label and the value of one bucket sample line
@@ -87,18 +166,6 @@ func parseBucket(line string) (le, count float64, ok bool) {
 		return 0, 0, false
 	}
 	return le, count, true
-}
-
-// since returns the observations made between before and h.
-func (h histogram) since(before histogram) histogram {
-	if h == nil || before == nil {
-		return nil
-	}
-	out := histogram{}
-	for le, count := range h {
-		out[le] = count - before[le]
-	}
-	return out
 }
 
 // total returns the number of observations.

@@ -114,10 +114,15 @@ func writeScenario(b *strings.Builder, res *scenarioResult) {
 			fmtDur(r.percentile(0.50)), fmtDur(r.percentile(0.90)), fmtDur(r.percentile(0.99)),
 			fmtDur(r.percentile(0.999)), fmtDur(r.percentile(1)),
 			r.usage.cpu.Seconds(), fmtDur(r.cpuPerDecision()), fmtBytes(r.usage.peakRSS), r.clientCPU.Seconds(),
-			r.serverHist.describe())
+			r.ownTime().describe())
 	}
 	b.WriteString("\n")
 	writeRatios(b, res)
+	for _, r := range res.runs {
+		if steps := r.metrics.stepMeans(); steps != "" {
+			fmt.Fprintf(b, "- Mean time per pipeline step, %s at %s: %s\n", r.server, r.label, steps)
+		}
+	}
 	for _, r := range res.runs {
 		if len(r.errors) == 0 {
 			continue
