@@ -75,7 +75,7 @@ func (a *app) build(ctx context.Context) error {
 func (a *app) buildBundles(ctx context.Context) error {
 	var err error
 	a.bundles, err = bundles.NewManager(a.cfg.Bundle, bundles.Options{
-		Logger: a.log, Embedded: policies.Bundle,
+		Logger: a.log, Embedded: policies.Bundle, OnActivate: a.metrics.BundleActivated,
 	})
 	if err != nil {
 		return fmt.Errorf("bundle: %w", err)
@@ -90,10 +90,13 @@ func (a *app) buildBundles(ctx context.Context) error {
 func (a *app) buildAudit(context.Context) error {
 	var err error
 	a.audit, err = audit.Open(a.cfg.Audit, audit.Options{
-		Instance: a.cfg.Instance, Logger: a.log, Redis: a.redis,
+		Instance: a.cfg.Instance, Logger: a.log, Redis: a.redis, OnFsync: a.metrics.AuditFsync,
 	})
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
+	}
+	if err := a.metrics.RegisterAuditQueueDepth(a.audit.QueueDepth); err != nil {
+		return fmt.Errorf("metrics: %w", err)
 	}
 	a.onClose(func() {
 		if err := a.audit.Close(); err != nil {

@@ -32,7 +32,9 @@ func (a *app) buildRedis(context.Context) error {
 // signatures and replay state.
 func (a *app) buildChecks(ctx context.Context) error {
 	var err error
-	a.identity, err = identity.New(a.cfg.Identity, identity.Options{Logger: a.log, Redis: a.redis})
+	a.identity, err = identity.New(a.cfg.Identity, identity.Options{
+		Logger: a.log, Redis: a.redis, OnJWKSRefresh: a.metrics.JWKSRefresh,
+	})
 	if err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
@@ -46,7 +48,9 @@ func (a *app) buildChecks(ctx context.Context) error {
 		return fmt.Errorf("messages: %w", err)
 	}
 
-	a.replay, err = replaycache.New(a.cfg.Replay, replaycache.Options{Client: a.redis, Logger: a.log})
+	a.replay, err = replaycache.New(a.cfg.Replay, replaycache.Options{
+		Client: a.redis, Logger: a.log, OnRedis: a.metrics.ObserveRedis,
+	})
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
