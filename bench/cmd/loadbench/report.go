@@ -18,7 +18,7 @@ func renderReport(m machineFacts, o options, results []*scenarioResult) string {
 	w("# Performance results\n\n")
 	w("Written by `bench/cmd/loadbench`. Regenerate it with `make bench`. This file came from:\n\n")
 	w("```\n%s\n```\n\n", o.command)
-	if invocation := strings.Join(os.Args, " "); invocation != o.command {
+	if invocation := invocation(); invocation != o.command {
 		w("which ran:\n\n```\n%s\n```\n\n", invocation)
 	}
 	writeMachine(&b, m, o)
@@ -31,6 +31,16 @@ func renderReport(m machineFacts, o options, results []*scenarioResult) string {
 		writeMicro(&b, o.micro)
 	}
 	return b.String()
+}
+
+// invocation returns this command's own command line, naming a binary
+// that `go run` built in its temporary directory by its package.
+func invocation() string {
+	args := slices.Clone(os.Args)
+	if strings.Contains(args[0], "go-build") {
+		args[0] = "go run ./bench/cmd/loadbench"
+	}
+	return strings.Join(args, " ")
 }
 
 func writeMachine(b *strings.Builder, m machineFacts, o options) {
