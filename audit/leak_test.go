@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"context"
+	"github.com/open-policy-agent/opa/v1/ast"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +25,7 @@ const (
 type allowPolicy struct{}
 
 func (allowPolicy) Revision() string { return "rev-1" }
-func (allowPolicy) Eval(context.Context, map[string]any) (any, bool, error) {
+func (allowPolicy) Eval(context.Context, ast.Value) (any, bool, error) {
 	return true, true, nil
 }
 func (allowPolicy) Query(context.Context, string, any) (any, bool, error) {

@@ -54,7 +54,7 @@ func BenchmarkEval(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		result, _, err := p.Eval(ctx, input)
+		result, _, err := p.Eval(ctx, ast.MustInterfaceToValue(input))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/open-policy-agent/opa/v1/ast"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -130,7 +131,7 @@ allow if input.identity.scopes[_] == "read"`},
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m, logs := newTestManager(t, Config{Path: bundleDir(t, tc.files), Entrypoint: tc.entrypoint, Watch: noWatch})
-			result, defined, err := m.Active().Eval(context.Background(), tc.input)
+			result, defined, err := m.Active().Eval(context.Background(), ast.MustInterfaceToValue(tc.input))
 			if err != nil {
 				t.Fatalf("Eval: %v", err)
 			}
@@ -152,7 +153,7 @@ allow if input.identity.scopes[_] == "read"`},
 
 func TestEvalNumbersAreJSONNumbers(t *testing.T) {
 	m, _ := newTestManager(t, Config{Path: bundleDir(t, policyFiles("n1")), Watch: noWatch})
-	result, _, err := m.Active().Eval(context.Background(), map[string]any{"user": "alice"})
+	result, _, err := m.Active().Eval(context.Background(), ast.MustInterfaceToValue(map[string]any{"user": "alice"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +301,7 @@ func TestReloadKeepsLastGood(t *testing.T) {
 	if !containsAll(log, "level=WARN", "bundle rejected", "bundle_revision=good-1", "pdp/authz/policy.rego:4", "line=4") {
 		t.Errorf("rejection log lacks level, revision or file:line:\n%s", log)
 	}
-	result, _, err := m.Active().Eval(context.Background(), map[string]any{"user": "alice"})
+	result, _, err := m.Active().Eval(context.Background(), ast.MustInterfaceToValue(map[string]any{"user": "alice"}))
 	if err != nil || result.(map[string]any)["allowed"] != true {
 		t.Errorf("last good revision Eval = %v, %v", result, err)
 	}
@@ -435,7 +436,7 @@ allow if {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, _, err := m.Active().Eval(ctx, map[string]any{})
+	_, _, err := m.Active().Eval(ctx, ast.NewObject())
 	if err == nil {
 		t.Fatal("Eval past its deadline returned nil")
 	}
@@ -464,7 +465,7 @@ func TestConcurrentEvalDuringReloads(t *testing.T) {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				p := m.Active()
-				result, _, err := p.Eval(context.Background(), map[string]any{"user": "alice"})
+				result, _, err := p.Eval(context.Background(), ast.MustInterfaceToValue(map[string]any{"user": "alice"}))
 				if err != nil {
 					errs <- err
 					return

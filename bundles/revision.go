@@ -170,7 +170,7 @@ func revisionID(b *bundle.Bundle) string {
 func (r *revision) Revision() string { return r.id }
 
 // Eval evaluates the decision entrypoint on input.
-func (r *revision) Eval(ctx context.Context, input map[string]any) (any, bool, error) {
+func (r *revision) Eval(ctx context.Context, input ast.Value) (any, bool, error) {
 	return evalPrepared(ctx, r.decision, input)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/open-policy-agent/opa/v1/ast"
 	"reflect"
 	"testing"
 )
@@ -150,7 +151,9 @@ func TestQueryAuditsEveryOutcome(t *testing.T) {
 			if d.Allow != tc.wantAllow || d.Reason != tc.wantReason {
 				t.Errorf("decision = %v %s, want %v %s", d.Allow, d.Reason, tc.wantAllow, tc.wantReason)
 			}
-			if gotPath != "envoy/authz/allow" || !reflect.DeepEqual(gotInput, map[string]any{"x": 1}) {
+			wantInput := ast.MustInterfaceToValue(map[string]any{"x": 1})
+			gotValue, _ := gotInput.(ast.Value)
+			if gotPath != "envoy/authz/allow" || gotValue == nil || gotValue.Compare(wantInput) != 0 {
 				t.Errorf("policy got path %q input %v", gotPath, gotInput)
 			}
 			if len(aud.events) != 1 || aud.events[0].DecisionID != d.ID {

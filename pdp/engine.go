@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"github.com/open-policy-agent/opa/v1/ast"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -225,14 +225,15 @@ func (e *Engine) evalPolicy(ctx context.Context, req *Request, st *decisionState
 	if err != nil {
 		return Decision{}, err
 	}
-	st.digest, err = digestInput(input)
+	value, err := ast.InterfaceToValue(input)
 	if err != nil {
-		return Decision{}, Deny(ReasonRequestInvalid, err)
+		return Decision{}, Deny(ReasonRequestInvalid, fmt.Errorf("convert input: %w", err))
 	}
+	st.digest = digestValue(value)
 
 	evalCtx, cancel := context.WithTimeout(ctx, e.opts.PolicyTimeout)
 	defer cancel()
-	result, defined, err := policy.Eval(evalCtx, input)
+	result, defined, err := policy.Eval(evalCtx, value)
 	if err != nil {
 		// The caller's own deadline (the total decision deadline) is a
 		// timeout; the policy timeout and evaluation failures are errors.
@@ -357,15 +358,12 @@ func auditEvent(req *Request, st *decisionState, d *Decision) *AuditEvent {
 	return ev
 }
 
-// digestInput returns the hex SHA-256 of the input's JSON encoding, whose
-// object keys encoding/json writes in sorted order.
-func digestInput(input map[string]any) (string, error) {
-	b, err := json.Marshal(input)
-	if err != nil {
-		return "", fmt.Errorf("encode input: %w", err)
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
+// digestValue returns the hex SHA-256 of the input's Rego text form, in
+// which OPA writes object keys in sorted order, so equal inputs have equal
+// digests.
+func digestValue(input ast.Value) string {
+	sum := sha256.Sum256([]byte(input.String()))
+	return hex.EncodeToString(sum[:])
 }
 
 // NewDecisionID returns a new, time-ordered decision id (a ULID).

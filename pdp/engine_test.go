@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/open-policy-agent/opa/v1/ast"
 	"strings"
 	"sync"
 	"testing"
@@ -17,8 +18,12 @@ type funcPolicy struct {
 
 func (p funcPolicy) Revision() string { return "rev-1" }
 
-func (p funcPolicy) Eval(_ context.Context, input map[string]any) (any, bool, error) {
-	return p.eval(input)
+func (p funcPolicy) Eval(_ context.Context, input ast.Value) (any, bool, error) {
+	doc, err := ast.JSON(input)
+	if err != nil {
+		return nil, false, err
+	}
+	return p.eval(doc.(map[string]any))
 }
 
 func (p funcPolicy) Query(context.Context, string, any) (any, bool, error) {

@@ -46,10 +46,10 @@ func buildInput(req *Request, f inputFacts) (map[string]any, error) {
 		},
 	}
 	if f.identity != nil {
-		in["identity"] = f.identity
+		in["identity"] = identityInput(f.identity)
 	}
 	if f.message != nil {
-		in["message"] = f.message
+		in["message"] = messageInput(f.message)
 	}
 
 	if req.Attributes != nil {
@@ -63,18 +63,84 @@ func buildInput(req *Request, f inputFacts) (map[string]any, error) {
 	}
 
 	in["parsed_path"] = f.target.Segments
-	in["parsed_query"] = f.target.Query
+	in["parsed_query"] = stringListMap(f.target.Query)
 	in["pdp"].(map[string]any)["normalized_path"] = f.target.Path()
 
 	body, truncated, err := ParseBody(req.HTTP)
 	if err != nil {
 		return nil, err
 	}
+	if form, ok := body.(map[string][]string); ok {
+		body = stringListMap(form)
+	}
 	if body != nil {
 		in["parsed_body"] = body
 	}
 	in["truncated_body"] = truncated
 	return in, nil
+}
+
+// The input holds only map[string]any, []any, []string, map[string]string,
+// strings, booleans and numbers: OPA converts those to Rego values
+// directly, while any other Go type (a struct, map[string][]string) takes a
+// JSON encode and decode first.
+
+// stringListMap converts query or form values to the input's native shape.
+func stringListMap(values map[string][]string) map[string]any {
+	out := make(map[string]any, len(values))
+	for k, v := range values {
+		out[k] = v
+	}
+	return out
+}
+
+// identityInput is input.identity, with the field names and omissions of
+// Identity's JSON encoding.
+func identityInput(id *Identity) map[string]any {
+	m := map[string]any{"verified": id.Verified, "method": id.Method}
+	setIf(m, "issuer", id.Issuer)
+	setIf(m, "subject", id.Subject)
+	setIf(m, "tenant", id.Tenant)
+	setIf(m, "key_id", id.KeyID)
+	setIf(m, "token_id", id.TokenID)
+	setIf(m, "spiffe_id", id.SpiffeID)
+	setIf(m, "cert_subject", id.CertSubject)
+	setListIf(m, "audience", id.Audience)
+	setListIf(m, "scopes", id.Scopes)
+	setListIf(m, "dns_names", id.DNSNames)
+	setListIf(m, "uris", id.URIs)
+	if id.ExpiresAt != 0 {
+		m["expires_at"] = id.ExpiresAt
+	}
+	if len(id.Claims) > 0 {
+		m["claims"] = id.Claims
+	}
+	return m
+}
+
+// messageInput is input.message, with the field names and omissions of
+// Message's JSON encoding; sequence is present when the message had one.
+func messageInput(msg *Message) map[string]any {
+	m := map[string]any{
+		"verified": msg.Verified, "id": msg.ID, "sender": msg.Sender, "timestamp": msg.Timestamp,
+	}
+	if msg.HasSequence {
+		m["sequence"] = msg.Sequence
+	}
+	setIf(m, "type", msg.Type)
+	setIf(m, "key_id", msg.KeyID)
+	setIf(m, "channel", msg.Channel)
+	setIf(m, "correlation_id", msg.CorrelationID)
+	setIf(m, "scope", msg.Scope)
+	setIf(m, "tenant", msg.Tenant)
+	setIf(m, "replay", msg.Replay)
+	return m
+}
+
+func setListIf(m map[string]any, key string, values []string) {
+	if len(values) > 0 {
+		m[key] = values
+	}
 }
 
 func subjectInput(s Subject) map[string]any {
@@ -132,7 +198,7 @@ func attributesInput(req *Request) map[string]any {
 	source := map[string]any{}
 	if h.SourceAddress != "" {
 		source["address"] = map[string]any{"socketAddress": map[string]any{
-			"address": h.SourceAddress, "portValue": h.SourcePort,
+			"address": h.SourceAddress, "portValue": int64(h.SourcePort),
 		}}
 	}
 	if req.Peer != nil && req.Peer.Principal != "" {

@@ -3,6 +3,8 @@ package pdp
 import (
 	"context"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // Authenticator verifies caller credentials. Implementations return a
@@ -47,9 +49,11 @@ type ReplayStore interface {
 // Policy is one compiled, immutable bundle revision.
 type Policy interface {
 	Revision() string
-	// Eval evaluates the configured decision entrypoint on input. defined is
-	// false when the entrypoint produced no value.
-	Eval(ctx context.Context, input map[string]any) (result any, defined bool, err error)
+	// Eval evaluates the configured decision entrypoint on input, already
+	// converted to a Rego value so the engine can digest it without a
+	// second encoding. defined is false when the entrypoint produced no
+	// value.
+	Eval(ctx context.Context, input ast.Value) (result any, defined bool, err error)
 	// Query evaluates the document at a slash-separated data path, as OPA's
 	// REST API does for /v1/data/{path}.
 	Query(ctx context.Context, path string, input any) (result any, defined bool, err error)

@@ -2,11 +2,10 @@ package pdp
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // ErrQueryFailed is wrapped by the error Query returns when the document
@@ -59,15 +58,24 @@ func (e *Engine) query(ctx context.Context, st *decisionState, path string, inpu
 	}
 	st.revision = policy.Revision()
 
-	digest, err := digestValue(input)
-	if err != nil {
-		return Decision{}, false, Deny(ReasonRequestInvalid, err)
+	// The input is converted once: the digest is taken from the Rego value,
+	// and the policy receives the same value.
+	var value ast.Value
+	if input != nil {
+		var err error
+		if value, err = ast.InterfaceToValue(input); err != nil {
+			return Decision{}, false, Deny(ReasonRequestInvalid, fmt.Errorf("convert input: %w", err))
+		}
+		st.digest = digestValue(value)
 	}
-	st.digest = digest
 
 	evalCtx, cancel := context.WithTimeout(ctx, e.opts.PolicyTimeout)
 	defer cancel()
-	result, defined, err := policy.Query(evalCtx, path, input)
+	var queryInput any
+	if value != nil {
+		queryInput = value
+	}
+	result, defined, err := policy.Query(evalCtx, path, queryInput)
 	if err != nil {
 		return Decision{}, false, Deny(ReasonPolicyError, fmt.Errorf("query %q: %w", path, err))
 	}
@@ -93,17 +101,4 @@ func resultAllows(result any) bool {
 		return allowed
 	}
 	return false
-}
-
-// digestValue returns the hex SHA-256 of v's JSON encoding, "" for nil.
-func digestValue(v any) (string, error) {
-	if v == nil {
-		return "", nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", fmt.Errorf("encode input: %w", err)
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
 }

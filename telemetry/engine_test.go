@@ -3,7 +3,7 @@ package telemetry
 import (
 	"context"
 	"errors"
-	"slices"
+	"github.com/open-policy-agent/opa/v1/ast"
 	"sync"
 	"testing"
 
@@ -18,9 +18,15 @@ type pathPolicy struct{}
 
 func (pathPolicy) Revision() string { return "rev-test" }
 
-func (pathPolicy) Eval(_ context.Context, input map[string]any) (any, bool, error) {
-	segments, _ := input["parsed_path"].([]string)
-	return !slices.Contains(segments, "deny"), true, nil
+func (pathPolicy) Eval(_ context.Context, input ast.Value) (any, bool, error) {
+	segments, _ := input.Find(ast.Ref{ast.StringTerm("parsed_path")})
+	denied := false
+	if arr, ok := segments.(*ast.Array); ok {
+		arr.Foreach(func(t *ast.Term) {
+			denied = denied || t.Equal(ast.StringTerm("deny"))
+		})
+	}
+	return !denied, true, nil
 }
 
 func (pathPolicy) Query(context.Context, string, any) (any, bool, error) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/open-policy-agent/opa/v1/ast"
 	"io"
 	"log/slog"
 	"os"
@@ -276,7 +277,7 @@ func (c bundleCase) checkLoaded(ctx context.Context, m *bundles.Manager) error {
 		return fmt.Errorf("revision = %q, want %q", p.Revision(), c.wantRevision)
 	}
 	if c.want != nil {
-		got, defined, err := p.Eval(ctx, map[string]any{})
+		got, defined, err := p.Eval(ctx, ast.NewObject())
 		if err != nil || !defined || !reflect.DeepEqual(got, c.want) {
 			return fmt.Errorf("%s = %v (defined %v, error %v), want %v", c.entrypoint, got, defined, err, c.want)
 		}

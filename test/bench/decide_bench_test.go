@@ -180,7 +180,7 @@ func BenchmarkPolicyEval(b *testing.B) {
 
 	b.ReportAllocs()
 	for b.Loop() {
-		_, defined, err := policy.Eval(ctx, directInput())
+		_, defined, err := policy.Eval(ctx, ast.MustInterfaceToValue(directInput()))
 		if err != nil || !defined {
 			b.Fatalf("eval: defined=%v err=%v", defined, err)
 		}

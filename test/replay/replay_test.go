@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"github.com/open-policy-agent/opa/v1/ast"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,7 +46,7 @@ type allowAll struct{}
 
 func (allowAll) Revision() string { return "test-1" }
 
-func (allowAll) Eval(context.Context, map[string]any) (any, bool, error) { return true, true, nil }
+func (allowAll) Eval(context.Context, ast.Value) (any, bool, error) { return true, true, nil }
 
 func (allowAll) Query(context.Context, string, any) (any, bool, error) { return true, true, nil }
 

@@ -94,7 +94,7 @@ func (p *Policy) prepare(ctx context.Context, query string) (rego.PreparedEvalQu
 func (p *Policy) Revision() string { return p.revision }
 
 // Eval evaluates the decision entrypoint.
-func (p *Policy) Eval(ctx context.Context, input map[string]any) (any, bool, error) {
+func (p *Policy) Eval(ctx context.Context, input ast.Value) (any, bool, error) {
 	return evalPrepared(ctx, p.decision, input, true)
 }
 
@@ -121,8 +121,13 @@ func (p *Policy) Query(ctx context.Context, path string, input any) (any, bool, 
 
 func evalPrepared(ctx context.Context, pq rego.PreparedEvalQuery, input any, hasInput bool) (any, bool, error) {
 	var opts []rego.EvalOption
-	if hasInput {
-		opts = append(opts, rego.EvalInput(input))
+	switch v := input.(type) {
+	case ast.Value:
+		opts = append(opts, rego.EvalParsedInput(v))
+	default:
+		if hasInput {
+			opts = append(opts, rego.EvalInput(input))
+		}
 	}
 	rs, err := pq.Eval(ctx, opts...)
 	if err != nil {
