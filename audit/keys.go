@@ -90,14 +90,14 @@ func generateSigningKey(path string, log *slog.Logger) (ed25519.PrivateKey, erro
 		return nil, fmt.Errorf("create checkpoint key directory: %w", err)
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := writeNewFile(path, keyPEM, 0o600); err != nil {
+	if err := writeSynced(path, keyPEM, os.O_EXCL, 0o600); err != nil {
 		return nil, fmt.Errorf("store checkpoint key: %w", err)
 	}
 	pubPEM, err := MarshalPublicKey(pub)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeNewFile(path+PublicKeySuffix, pubPEM, 0o644); err != nil {
+	if err := writeSynced(path+PublicKeySuffix, pubPEM, os.O_EXCL, 0o644); err != nil {
 		return nil, fmt.Errorf("store checkpoint public key: %w", err)
 	}
 	log.Info("audit checkpoint key generated", "path", path,
@@ -105,9 +105,10 @@ func generateSigningKey(path string, log *slog.Logger) (ed25519.PrivateKey, erro
 	return key, nil
 }
 
-// writeNewFile creates path, failing if it exists, and syncs its content.
-func writeNewFile(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+// writeSynced writes data to path, created with perm when missing, and
+// syncs it to disk. flag adds os.O_EXCL (fail if it exists) or os.O_TRUNC.
+func writeSynced(path string, data []byte, flag int, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|flag, perm)
 	if err != nil {
 		return err
 	}

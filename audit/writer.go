@@ -498,7 +498,7 @@ func (w *writer) cutBack(f *os.File) error {
 // probeDir writes, syncs and removes a small file in dir.
 func probeDir(dir, instance string) error {
 	path := filepath.Join(dir, ".probe-"+fileInstance(instance))
-	err := writeFileSync(path, make([]byte, probeSize))
+	err := writeSynced(path, make([]byte, probeSize), os.O_TRUNC, 0o640)
 	if rmErr := os.Remove(path); err == nil && rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
 		err = rmErr
 	}
@@ -506,22 +506,6 @@ func probeDir(dir, instance string) error {
 		return fmt.Errorf("audit: probe write in %s: %w", dir, err)
 	}
 	return nil
-}
-
-func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // tick retries a failed sink and writes a time-based checkpoint.
