@@ -35,14 +35,22 @@ func (t ParsedTarget) Path() string {
 //     url.ParseQuery: "+" is a space, pairs that fail to decode are skipped,
 //     repeated keys keep their values in order;
 //   - in absolute form the scheme and authority are dropped, so
-//     "http://h/admin" yields the segments of "/admin";
-//   - the path is percent-decoded once, so "%2F" becomes a separator and
-//     "%2E%2E" becomes "..";
-//   - the decoded path is split on "/"; empty segments (duplicate slashes)
-//     and "." are removed, and ".." removes the segment before it (never
-//     above the root).
+//     "http://host/admin" yields the segments of "/admin";
+//   - the raw path is split on "/"; empty segments (duplicate slashes) and
+//     "." are removed, and ".." removes the segment before it (never above
+//     the root), as RFC 3986 section 5.2.4 does and as NGINX and upstream
+//     servers do before routing;
+//   - each remaining segment is percent-decoded once; an encoded slash
+//     ("%2F") splits it into more segments, as OPA's Envoy plugin does.
 //
-// It returns ErrInvalidPath for malformed percent-encoding or a NUL byte.
+// It returns ErrInvalidPath for malformed percent-encoding, a NUL byte, and
+// every spelling of a dot-segment that upstream servers may resolve while a
+// plain reading does not: an encoded one ("%2E%2E", "..%2F"), one followed
+// by path parameters ("..;x", resolved by Java servlet containers) and one
+// between backslashes ("..\", resolved by Windows servers). Resolving them
+// here could make the PDP check one path while the upstream serves another,
+// so they are rejected instead.
+//
 // Callers keep the raw target beside the result, so policies can see both.
 func ParseTarget(raw string) (ParsedTarget, error) {
 	if i := strings.IndexByte(raw, '#'); i >= 0 {
@@ -51,21 +59,28 @@ func ParseTarget(raw string) (ParsedTarget, error) {
 	rawPath, rawQuery, _ := strings.Cut(raw, "?")
 	rawPath = stripSchemeAndAuthority(rawPath)
 
-	decoded, err := url.PathUnescape(rawPath)
-	if err != nil || strings.ContainsRune(decoded, 0) {
-		return ParsedTarget{}, ErrInvalidPath
-	}
-
-	segments := make([]string, 0, strings.Count(decoded, "/")+1)
-	for _, s := range strings.Split(decoded, "/") {
-		switch s {
+	segments := make([]string, 0, strings.Count(rawPath, "/")+1)
+	for _, rawSegment := range strings.Split(rawPath, "/") {
+		switch rawSegment {
 		case "", ".":
+			continue
 		case "..":
 			if len(segments) > 0 {
 				segments = segments[:len(segments)-1]
 			}
-		default:
-			segments = append(segments, s)
+			continue
+		}
+		decoded, err := url.PathUnescape(rawSegment)
+		if err != nil || strings.ContainsRune(decoded, 0) {
+			return ParsedTarget{}, ErrInvalidPath
+		}
+		for _, s := range strings.Split(decoded, "/") {
+			if hiddenDotSegment(s) {
+				return ParsedTarget{}, ErrInvalidPath
+			}
+			if s != "" {
+				segments = append(segments, s)
+			}
 		}
 	}
 
@@ -76,6 +91,19 @@ func ParseTarget(raw string) (ParsedTarget, error) {
 		query = url.Values{}
 	}
 	return ParsedTarget{Segments: segments, Query: query}, nil
+}
+
+// hiddenDotSegment reports whether a decoded segment is, or may be read by
+// an upstream server as, "." or "..": the segment itself, its part before
+// a ";" path parameter, or any part between backslashes.
+func hiddenDotSegment(s string) bool {
+	base, _, _ := strings.Cut(s, ";")
+	for _, part := range strings.Split(base, "\\") {
+		if part == "." || part == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // stripSchemeAndAuthority returns the path of an absolute-form target
