@@ -63,6 +63,10 @@ func TestAdminSegmentNeverSlipsPast(t *testing.T) {
 	targets := []string{
 		"/admin/x", "//admin/x", "/admin//x", "/%2Fadmin/x", "/admin/./x", "/admin/../admin/x",
 		"/%61dmin/x", "/x/%2E%2E/admin/x", "/public/../admin/x?y=1", "http://h.test/admin/x",
+		// Spellings an upstream may route to /admin/ although a plain
+		// reading resolves them to /public/.
+		"/admin/..%2Fpublic/x", "/admin/%2E%2E/public/x", "/admin/x/..%2F..%2Fpublic",
+		"/admin/..;/public/x",
 	}
 	for door, allowed := range doors {
 		for _, target := range targets {
