@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -96,6 +97,9 @@ func (s *Server) readBody(c echo.Context) ([]byte, error) {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return nil, pdp.Denyf(pdp.ReasonRequestTooLarge, "body exceeds %d bytes", limit)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, pdp.Deny(pdp.ReasonTimeout, fmt.Errorf("read body: %w", err))
 	}
 	if err != nil {
 		return nil, pdp.Deny(pdp.ReasonRequestInvalid, fmt.Errorf("read body: %w", err))

@@ -282,6 +282,14 @@ func (l *Limits) withDeadline(c echo.Context, next echo.HandlerFunc) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), l.cfg.DecisionTimeout)
 	defer cancel()
 	c.SetRequest(c.Request().WithContext(ctx))
+	// Reading the body does not watch the context, so a client that stalls
+	// its body would hold a decision slot for good: the connection's read
+	// deadline ends such a read at the decision deadline.
+	if deadline, ok := ctx.Deadline(); ok {
+		if err := http.NewResponseController(c.Response()).SetReadDeadline(deadline); err != nil {
+			l.opts.Logger.Debug("read deadline not set", "error", err)
+		}
+	}
 
 	err := next(c)
 	if !errors.Is(ctx.Err(), context.DeadlineExceeded) || c.Response().Committed {

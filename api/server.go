@@ -175,9 +175,12 @@ func (s *Server) Serve(l net.Listener) error {
 	s.http = &http.Server{
 		Handler:           s.echo,
 		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// ReadTimeout bounds header and body together for routes without
+		// limits; the limits cut body reads at the decision deadline.
+		ReadTimeout:    30 * time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	err := s.http.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
