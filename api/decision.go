@@ -107,9 +107,12 @@ func (s *Server) readBody(c echo.Context) ([]byte, error) {
 	return raw, nil
 }
 
-// decodeStrictJSON decodes one JSON value, rejecting unknown fields and
-// trailing data.
+// decodeStrictJSON decodes one JSON object, rejecting any other value
+// (null included), unknown fields and trailing data.
 func decodeStrictJSON(raw []byte, v any) error {
+	if trimmed := bytes.TrimLeft(raw, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+		return errors.New("decode JSON body: the body must be a JSON object")
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()

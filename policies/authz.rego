@@ -57,11 +57,15 @@ action := acl.method_actions[http_method]
 
 action := input.action.name if not http_method
 
-# Roles come from verified token claims or, on the direct API, from the
-# subject the calling service describes.
+# Roles come from verified token claims. Only when no identity was verified
+# do they come from the subject the calling service describes on the direct
+# API, so a caller cannot add roles to a verified token.
 roles contains role if some role in input.identity.claims.roles
 
-roles contains role if some role in input.subject.properties.roles
+roles contains role if {
+	not input.identity.verified
+	some role in input.subject.properties.roles
+}
 
 scopes contains scope if some scope in input.identity.scopes
 
@@ -98,6 +102,7 @@ subject_tenant := tenant if {
 	tenant := input.identity.tenant
 	valid_tenant(tenant)
 } else := tenant if {
+	not input.identity.verified
 	tenant := input.subject.properties.tenant
 	valid_tenant(tenant)
 }

@@ -273,3 +273,18 @@ test_control_with_identity_of_other_service_denied if {
 	d := authz.decision with input as control(ops_message, other)
 	d.reasons == ["identity_not_bound_to_sender"]
 }
+
+# A direct-API caller cannot add roles or a tenant to a verified token.
+test_subject_roles_ignored_with_verified_token if {
+	input_doc := object.union(authzen(["admin"], "t-2", "admin", "t-2"), {
+		"parsed_path": ["admin", "x"],
+		"identity": token(["reader"], [], "t-1"),
+	})
+	d := authz.decision with input as input_doc
+	not d.allowed
+}
+
+test_subject_roles_used_without_identity if {
+	d := authz.decision with input as authzen(["reader"], "t-1", "read", "t-1")
+	d.allowed
+}

@@ -44,6 +44,11 @@ func TestServeShippedBundle(t *testing.T) {
 		t.Errorf("oversized body: status %d, %+v; want 413 request.too_large", status, d)
 	}
 
+	status, d = s.decide(`null`)
+	if status != http.StatusBadRequest || d.Reason != "request.invalid" {
+		t.Errorf("null body: status %d, %+v; want 400 request.invalid", status, d)
+	}
+
 	status, d = s.decide(`{"subject":{"id":"a"},"unknown_field":1}`)
 	if status != http.StatusBadRequest || d.Reason != "request.invalid" {
 		t.Errorf("unknown field: status %d, %+v; want 400 request.invalid", status, d)
