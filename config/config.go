@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -167,11 +169,25 @@ func Load(path string, environ []string) (*Config, error) {
 func decodeStrict(data []byte, cfg *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	err := dec.Decode(cfg)
+	if err == nil || errors.Is(err, io.EOF) {
+		return nil
+	}
+	var typeErr *yaml.TypeError
+	if !errors.As(err, &typeErr) {
 		return err
 	}
-	return nil
+	// yaml.v3 names Go types ("field x not found in type config.Config");
+	// the operator wrote YAML keys, so the message names the key only.
+	problems := make([]string, len(typeErr.Errors))
+	for i, e := range typeErr.Errors {
+		problems[i] = unknownField.ReplaceAllString(e, `unknown key "$1"`)
+	}
+	return fmt.Errorf("%s", strings.Join(problems, "\n"))
 }
+
+// unknownField matches yaml.v3's message for a key with no struct field.
+var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
 
 // Validate reports every problem, each prefixed with its key.
 func (c *Config) Validate() error {
@@ -220,6 +236,7 @@ func (c *Config) Validate() error {
 	for i, r := range c.Routes {
 		add(fmt.Sprintf("routes[%d]", i), r.Validate())
 	}
+	c.validateRouteReferences(add)
 	add("gateway", c.Gateway.Validate())
 	if mw, rw := c.Messages.Window, c.Replay.Window; mw.Past != rw.Past || mw.Future != rw.Future ||
 		mw.ClockSkew != rw.ClockSkew {
@@ -234,6 +251,33 @@ func (c *Config) Validate() error {
 	add("identity", c.Identity.Validate())
 	add("messages", c.Messages.Validate())
 	return errors.Join(errs...)
+}
+
+// validateRouteReferences reports routes that name an issuer or sender
+// that is not configured, which would deny every request on the route.
+func (c *Config) validateRouteReferences(add func(key string, err error)) {
+	issuers := make(map[string]bool, len(c.Identity.Issuers))
+	for _, iss := range c.Identity.Issuers {
+		issuers[iss.Name] = true
+	}
+	senders := make(map[string]bool, len(c.Messages.Senders))
+	for _, s := range c.Messages.Senders {
+		senders[s.Name] = true
+	}
+	for i, r := range c.Routes {
+		for j, name := range r.Token.Issuers {
+			if !issuers[name] {
+				add(fmt.Sprintf("routes[%d].token.issuers[%d]", i, j),
+					fmt.Errorf("no issuer named %q in identity.issuers", name))
+			}
+		}
+		for j, name := range r.Message.Senders {
+			if !senders[name] {
+				add(fmt.Sprintf("routes[%d].message.senders[%d]", i, j),
+					fmt.Errorf("no sender named %q in messages.senders", name))
+			}
+		}
+	}
 }
 
 // shareWindow copies the message timestamp window to the replay store when

@@ -104,3 +104,22 @@ routes:
 		}
 	}
 }
+
+func TestValidateRouteReferences(t *testing.T) {
+	path := writeConfig(t, `
+routes:
+  - name: api
+    token: {required: true, issuers: [nope]}
+  - name: callbacks
+    message: {required: true, senders: [ghost]}
+`)
+	_, err := Load(path, nil)
+	if err == nil {
+		t.Fatal("Load succeeded, want errors for unknown issuer and sender")
+	}
+	for _, want := range []string{`routes[0].token.issuers[0]`, `"nope"`, `routes[1].message.senders[0]`, `"ghost"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not contain %s:\n%v", want, err)
+		}
+	}
+}
