@@ -26,6 +26,9 @@ type Manager struct {
 	kind       string
 	entrypoint ast.Ref
 	reader     readSettings
+	// missingPoll is the wait between two checks for a missing bundle
+	// directory, missingPollInterval except in tests.
+	missingPoll time.Duration
 
 	active atomic.Pointer[revision]
 	// activateMu serializes load, compile and publish, so revisions are
@@ -66,11 +69,12 @@ func NewManager(cfg Config, opts Options) (*Manager, error) {
 	}
 
 	m := &Manager{
-		cfg:        cfg,
-		log:        opts.Logger,
-		opts:       opts,
-		entrypoint: entrypoint,
-		reader:     readSettings{verification: vc, maxSize: cfg.MaxSize},
+		cfg:         cfg,
+		log:         opts.Logger,
+		opts:        opts,
+		entrypoint:  entrypoint,
+		reader:      readSettings{verification: vc, maxSize: cfg.MaxSize},
+		missingPoll: missingPollInterval,
 	}
 	switch {
 	case cfg.URL != "":

@@ -59,16 +59,37 @@ func (s readSettings) read(loader bundle.DirectoryLoader) (*bundle.Bundle, error
 	return &b, nil
 }
 
-// readDirectory reads the bundle rooted at dir.
-func (s readSettings) readDirectory(dir string) (*bundle.Bundle, error) {
-	info, err := os.Stat(dir)
+// readDirectory reads the bundle in the directory that path names after
+// following symlinks.
+func (s readSettings) readDirectory(path string) (*bundle.Bundle, error) {
+	dir, err := resolveDirectory(path)
 	if err != nil {
 		return nil, err
 	}
-	if !info.IsDir() {
-		return nil, fmt.Errorf("%s is not a directory", dir)
-	}
 	return s.read(bundle.NewDirectoryLoader(dir))
+}
+
+// resolveDirectory follows the symlinks in path and returns the directory
+// it names. OPA's directory loader does not follow a symlinked root, and a
+// Kubernetes volume swaps a symlink to publish new files, so the path is
+// resolved again at each load. The error wraps fs.ErrNotExist when path,
+// or the target of a symlink in it, does not exist.
+func resolveDirectory(path string) (string, error) {
+	dir, err := filepath.EvalSymlinks(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("bundle directory %s not found: %w", path, err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("resolve bundle directory %s: %w", path, err)
+	}
+	info, err := os.Stat(dir)
+	if err != nil {
+		return "", fmt.Errorf("bundle directory %s: %w", path, err)
+	}
+	if !info.IsDir() {
+		return "", fmt.Errorf("%s is not a directory", path)
+	}
+	return dir, nil
 }
 
 // readTarball reads a .tar.gz bundle file.
