@@ -1,10 +1,15 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -17,17 +22,23 @@ import (
 // list cannot grow without bound from forgotten entries.
 const maxRevocationTTL = 366 * 24 * time.Hour
 
+// maxRevocationBodyBytes caps the body of a revocation request. A
+// revocation is a few short strings, so 64 KiB leaves ample room.
+const maxRevocationBodyBytes = 64 << 10
+
 // Revoker stores and lists credential revocations; *identity.Authenticator
 // implements it.
 type Revoker interface {
-	Revoke(ctx context.Context, r identity.Revocation) error
+	// AddRevocation stores r and returns it as stored, with CreatedAt set.
+	// An error that wraps identity.ErrInvalidRevocation means r is invalid.
+	AddRevocation(ctx context.Context, r identity.Revocation) (identity.Revocation, error)
 	Revocations(ctx context.Context) ([]identity.Revocation, error)
 }
 
 var _ Revoker = (*identity.Authenticator)(nil)
 
-// revocationRequest is the body of POST /revocations. Exactly one of
-// expires_at (RFC 3339) and ttl (a Go duration such as "15m") is set.
+// revocationRequest is the body of POST /v1/admin/revocations. Exactly one
+// of expires_at (RFC 3339) and ttl (a Go duration such as "15m") is set.
 type revocationRequest struct {
 	Kind      identity.RevocationKind `json:"kind"`
 	Value     string                  `json:"value"`
@@ -36,12 +47,13 @@ type revocationRequest struct {
 	TTL       string                  `json:"ttl"`
 }
 
-// revocationList is the body of GET /revocations.
+// revocationList is the body of GET /v1/admin/revocations.
 type revocationList struct {
 	Revocations []identity.Revocation `json:"revocations"`
 }
 
-// RegisterRevocation adds the revocation admin endpoints to g:
+// RegisterRevocation adds the revocation admin endpoints to g, which the
+// admin listener mounts at /v1/admin:
 //
 //	GET  /revocations  lists unexpired revocations
 //	POST /revocations  revokes by jti, subject or key_id until expires_at
@@ -68,15 +80,21 @@ func (h *revocationHandler) list(c echo.Context) error {
 }
 
 func (h *revocationHandler) create(c echo.Context) error {
-	var req revocationRequest
-	if err := c.Bind(&req); err != nil {
-		return adminError(c, http.StatusBadRequest, pdp.ReasonRequestInvalid, "the body is not a valid JSON revocation")
+	req, err := readRevocationRequest(c)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return adminError(c, http.StatusRequestEntityTooLarge, pdp.ReasonRequestTooLarge,
+			fmt.Sprintf("the body exceeds %d bytes", maxRevocationBodyBytes))
+	case err != nil:
+		return adminError(c, http.StatusBadRequest, pdp.ReasonRequestInvalid, err.Error())
 	}
 	rev, err := req.revocation(time.Now())
 	if err != nil {
 		return adminError(c, http.StatusBadRequest, pdp.ReasonRequestInvalid, err.Error())
 	}
-	err = h.revoker.Revoke(c.Request().Context(), rev)
+
+	stored, err := h.revoker.AddRevocation(c.Request().Context(), rev)
 	switch {
 	case errors.Is(err, identity.ErrInvalidRevocation):
 		return adminError(c, http.StatusBadRequest, pdp.ReasonRequestInvalid, err.Error())
@@ -85,7 +103,52 @@ func (h *revocationHandler) create(c echo.Context) error {
 		return adminError(c, http.StatusServiceUnavailable, pdp.ReasonStateUnavailable,
 			"the revocation could not be stored; retry later")
 	}
-	return c.JSON(http.StatusCreated, rev)
+	return c.JSON(http.StatusCreated, stored)
+}
+
+// readRevocationRequest reads the body, up to maxRevocationBodyBytes, and
+// decodes it as JSON whatever its Content-Type. curl -d sends
+// application/x-www-form-urlencoded, and binding by content type would
+// then ignore a JSON body without an error.
+func readRevocationRequest(c echo.Context) (revocationRequest, error) {
+	body := http.MaxBytesReader(c.Response(), c.Request().Body, maxRevocationBodyBytes)
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		return revocationRequest{}, fmt.Errorf("read body: %w", err)
+	}
+	return decodeRevocationRequest(raw)
+}
+
+// decodeRevocationRequest decodes one JSON object, rejecting unknown
+// fields and data after the object. Its errors are messages for the
+// caller.
+func decodeRevocationRequest(raw []byte) (revocationRequest, error) {
+	var req revocationRequest
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return req, errors.New(`the body is empty. Send a JSON revocation such as ` +
+			`{"kind": "jti", "value": "token-1", "ttl": "15m"}`)
+	}
+
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&req)
+	var typeErr *json.UnmarshalTypeError
+	var timeErr *time.ParseError
+	switch {
+	case errors.As(err, &timeErr):
+		return req, fmt.Errorf("invalid JSON body: expires_at %q is not an RFC 3339 time "+
+			"such as 2030-01-01T00:00:00Z", timeErr.Value)
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		return req, fmt.Errorf("invalid JSON body: the body is a JSON %s, expected an object", typeErr.Value)
+	case errors.As(err, &typeErr):
+		return req, fmt.Errorf("invalid JSON body: field %q cannot be a JSON %s", typeErr.Field, typeErr.Value)
+	case err != nil:
+		return req, fmt.Errorf("invalid JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return req, errors.New("invalid JSON body: data after the revocation object")
+	}
+	return req, nil
 }
 
 // revocation converts the request, resolving ttl against now.

@@ -248,22 +248,32 @@ func (a *Authenticator) Ready() error {
 	return errors.Join(errs...)
 }
 
-// Revoke adds r to the revocation list. With Redis, every replica applies
-// it within one sync interval.
+// Revoke adds r to the revocation list, as AddRevocation does, for callers
+// that do not need the stored revocation.
 func (a *Authenticator) Revoke(ctx context.Context, r Revocation) error {
+	_, err := a.AddRevocation(ctx, r)
+	return err
+}
+
+// AddRevocation validates r, sets its CreatedAt to the current time and
+// adds it to the revocation list, where it replaces an earlier revocation
+// with the same kind, issuer and value. It returns the revocation as
+// stored. With Redis, every replica applies it within one sync interval.
+// An error that wraps ErrInvalidRevocation means r itself is invalid.
+func (a *Authenticator) AddRevocation(ctx context.Context, r Revocation) (Revocation, error) {
 	if err := r.validate(a.now()); err != nil {
-		return err
+		return Revocation{}, err
 	}
 	if r.Issuer != "" && a.byName[r.Issuer] == nil {
-		return fmt.Errorf("%w: issuer %q is not configured", ErrInvalidRevocation, r.Issuer)
+		return Revocation{}, fmt.Errorf("%w: issuer %q is not configured", ErrInvalidRevocation, r.Issuer)
 	}
 	r.CreatedAt = a.now().UTC()
 	if err := a.revocations.add(ctx, r); err != nil {
-		return err
+		return Revocation{}, err
 	}
 	a.log.Info("credential revoked", "kind", r.Kind, "value", r.Value, "issuer", r.Issuer,
 		"expires_at", r.ExpiresAt)
-	return nil
+	return r, nil
 }
 
 // Revocations lists the revocations that have not expired.

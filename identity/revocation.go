@@ -51,7 +51,8 @@ type Revocation struct {
 	// applies it to every issuer.
 	Issuer    string    `json:"issuer,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
-	// CreatedAt is set by Revoke.
+	// CreatedAt is when AddRevocation (or Revoke) stored the revocation,
+	// in UTC. A value set by the caller is replaced.
 	CreatedAt time.Time `json:"created_at"`
 }
 
