@@ -80,6 +80,9 @@ func (s *redisStore) Check(ctx context.Context, c pdp.ReplayCheck) error {
 	defer cancel()
 	status, got, err := s.run(ctx, c, now, "")
 	if err != nil {
+		// TODO: a script that ran after its reply timed out has used the
+		// message id, so the sender's retry is denied as a replay; undoing
+		// the attempt needs a compare-and-delete keyed by an attempt token.
 		return err
 	}
 	if known && !seen.less(got) {
