@@ -61,15 +61,15 @@ func (s *Server) authzenEvaluate(c echo.Context) error {
 	echoRequestID(c)
 	raw, err := s.readBody(c)
 	if err != nil {
-		return s.reject(c, &pdp.Request{FrontDoor: pdp.FrontDoorAuthZEN}, err)
+		return s.rejectAuthZEN(c, &pdp.Request{FrontDoor: pdp.FrontDoorAuthZEN}, err)
 	}
 	var ev authzenEvaluation
 	if err := decodeAuthZEN(raw, &ev); err != nil {
-		return s.reject(c, &pdp.Request{FrontDoor: pdp.FrontDoorAuthZEN}, err)
+		return s.rejectAuthZEN(c, &pdp.Request{FrontDoor: pdp.FrontDoorAuthZEN}, err)
 	}
 	req, err := ev.toRequest(c)
 	if err != nil {
-		return s.reject(c, req, err)
+		return s.rejectAuthZEN(c, req, err)
 	}
 	d := s.opts.Engine.Decide(c.Request().Context(), req)
 	return c.JSON(http.StatusOK, authzenAnswer(&d))
@@ -84,22 +84,22 @@ func (s *Server) authzenEvaluations(c echo.Context) error {
 	echoRequestID(c)
 	raw, err := s.readBody(c)
 	if err != nil {
-		return s.reject(c, &pdp.Request{FrontDoor: pdp.FrontDoorAuthZEN}, err)
+		return s.rejectAuthZEN(c, &pdp.Request{FrontDoor: pdp.FrontDoorAuthZEN}, err)
 	}
 	var batch authzenEvaluationsRequest
 	if err := decodeAuthZEN(raw, &batch); err != nil {
-		return s.reject(c, &pdp.Request{FrontDoor: pdp.FrontDoorAuthZEN}, err)
+		return s.rejectAuthZEN(c, &pdp.Request{FrontDoor: pdp.FrontDoorAuthZEN}, err)
 	}
 	if len(batch.Evaluations) == 0 {
 		req, err := batch.authzenEvaluation.toRequest(c)
 		if err != nil {
-			return s.reject(c, req, err)
+			return s.rejectAuthZEN(c, req, err)
 		}
 		d := s.opts.Engine.Decide(c.Request().Context(), req)
 		return c.JSON(http.StatusOK, authzenAnswer(&d))
 	}
 	if err := batch.validate(); err != nil {
-		return s.reject(c, &pdp.Request{FrontDoor: pdp.FrontDoorAuthZEN}, err)
+		return s.rejectAuthZEN(c, &pdp.Request{FrontDoor: pdp.FrontDoorAuthZEN}, err)
 	}
 
 	results := make([]authzenDecision, 0, len(batch.Evaluations))
@@ -200,6 +200,14 @@ func (ev authzenEvaluation) toRequest(c echo.Context) (*pdp.Request, error) {
 		req.Context = map[string]any{}
 	}
 	return req, nil
+}
+
+// rejectAuthZEN records a deny for a request that could not be read and
+// answers with the reason's status and an AuthZEN decision body.
+func (s *Server) rejectAuthZEN(c echo.Context, req *pdp.Request, err error) error {
+	reason := pdp.ReasonOf(err, pdp.ReasonRequestInvalid)
+	d := s.opts.Engine.Reject(c.Request().Context(), req, reason, err)
+	return c.JSON(reason.HTTPStatus(), authzenAnswer(&d))
 }
 
 func authzenAnswer(d *pdp.Decision) authzenDecision {
