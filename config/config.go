@@ -68,7 +68,7 @@ type Config struct {
 	// wins. Default: one route named "default" that matches everything and
 	// requires no credential before policy.
 	Routes []pdp.Route `yaml:"routes"`
-	// Unmatched is what happens to a request that matches no route: "deny"
+	// Unmatched is the outcome for a request that matches no route: "deny"
 	// (route.unmatched, the default) or "policy" (evaluate policy with no
 	// mandatory checks).
 	Unmatched string `yaml:"unmatched"`
@@ -197,30 +197,38 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %w", key, err))
 		}
 	}
+	c.validateServer(add)
+	c.validateListeners(add)
+
+	for i, r := range c.Routes {
+		add(fmt.Sprintf("routes[%d]", i), r.Validate())
+	}
+	c.validateRouteReferences(add)
+
+	if mw, rw := c.Messages.Window, c.Replay.Window; mw.Past != rw.Past || mw.Future != rw.Future ||
+		mw.ClockSkew != rw.ClockSkew {
+		add("replay.window", errors.New("must equal messages.window, or be left out to take it"))
+	}
+	if c.Audit.RedisStream.Enabled && c.Replay.Backend != replaycache.BackendRedis {
+		add("audit.redis_stream.enabled", errors.New("requires replay.backend: redis, whose connection it uses"))
+	}
+
+	add("gateway", c.Gateway.Validate())
+	add("bundle", c.Bundle.Validate())
+	add("audit", c.Audit.Validate())
+	add("replay", c.Replay.Validate())
+	add("identity", c.Identity.Validate())
+	add("messages", c.Messages.Validate())
+	add("limits", c.Limits.Validate())
+	add("tracing", c.Tracing.Validate())
+	return errors.Join(errs...)
+}
+
+// validateServer checks the process-wide settings.
+func (c *Config) validateServer(add func(key string, err error)) {
 	if c.Instance == "" {
 		add("instance", errors.New("must not be empty"))
 	}
-	if c.HTTP.Addr == "" {
-		add("http.addr", errors.New("must not be empty"))
-	}
-	if c.HTTP.MaxBodyBytes <= 0 {
-		add("http.max_body_bytes", fmt.Errorf("must be positive, got %d", c.HTTP.MaxBodyBytes))
-	}
-	if c.Admin.Addr != "" && c.Admin.TokenFile == "" {
-		add("admin.token_file", errors.New("required when admin.addr is set"))
-	}
-	add("http.tls", c.HTTP.TLS.Validate())
-	add("http", transport.ValidateListener(c.HTTP.Addr, c.HTTP.TLS))
-	add("grpc.tls", c.GRPC.TLS.Validate())
-	if c.GRPC.Addr != "" {
-		add("grpc", transport.ValidateListener(c.GRPC.Addr, c.GRPC.TLS))
-	}
-	add("admin.tls", c.Admin.TLS.Validate())
-	if c.Admin.Addr != "" {
-		add("admin", transport.ValidateListener(c.Admin.Addr, c.Admin.TLS))
-	}
-	add("limits", c.Limits.Validate())
-	add("tracing", c.Tracing.Validate())
 	if !validLevel(c.Log.Level) {
 		add("log.level", fmt.Errorf("%q is not one of debug, info, warn, error", c.Log.Level))
 	}
@@ -233,24 +241,32 @@ func (c *Config) Validate() error {
 	if c.Unmatched != UnmatchedDeny && c.Unmatched != UnmatchedPolicy {
 		add("unmatched", fmt.Errorf("%q is not one of deny, policy", c.Unmatched))
 	}
-	for i, r := range c.Routes {
-		add(fmt.Sprintf("routes[%d]", i), r.Validate())
+}
+
+// validateListeners checks the HTTP, gRPC and admin listeners. A listener
+// without TLS must be on loopback.
+func (c *Config) validateListeners(add func(key string, err error)) {
+	if c.HTTP.Addr == "" {
+		add("http.addr", errors.New("must not be empty"))
 	}
-	c.validateRouteReferences(add)
-	add("gateway", c.Gateway.Validate())
-	if mw, rw := c.Messages.Window, c.Replay.Window; mw.Past != rw.Past || mw.Future != rw.Future ||
-		mw.ClockSkew != rw.ClockSkew {
-		add("replay.window", errors.New("must equal messages.window, or be left out to take it"))
+	if c.HTTP.MaxBodyBytes <= 0 {
+		add("http.max_body_bytes", fmt.Errorf("must be positive, got %d", c.HTTP.MaxBodyBytes))
 	}
-	if c.Audit.RedisStream.Enabled && c.Replay.Backend != replaycache.BackendRedis {
-		add("audit.redis_stream.enabled", errors.New("requires replay.backend: redis, whose connection it uses"))
+	add("http.tls", c.HTTP.TLS.Validate())
+	add("http", transport.ValidateListener(c.HTTP.Addr, c.HTTP.TLS))
+
+	add("grpc.tls", c.GRPC.TLS.Validate())
+	if c.GRPC.Addr != "" {
+		add("grpc", transport.ValidateListener(c.GRPC.Addr, c.GRPC.TLS))
 	}
-	add("bundle", c.Bundle.Validate())
-	add("audit", c.Audit.Validate())
-	add("replay", c.Replay.Validate())
-	add("identity", c.Identity.Validate())
-	add("messages", c.Messages.Validate())
-	return errors.Join(errs...)
+
+	if c.Admin.Addr != "" && c.Admin.TokenFile == "" {
+		add("admin.token_file", errors.New("required when admin.addr is set"))
+	}
+	add("admin.tls", c.Admin.TLS.Validate())
+	if c.Admin.Addr != "" {
+		add("admin", transport.ValidateListener(c.Admin.Addr, c.Admin.TLS))
+	}
 }
 
 // validateRouteReferences reports routes that name an issuer or sender

@@ -99,7 +99,7 @@ type decisionState struct {
 	digest   string
 }
 
-// Decide answers one request. It always returns a well-formed Decision: a
+// Decide decides one request. It always returns a well-formed Decision: a
 // check that cannot be completed denies with its reason code, and the full
 // error goes to the server log under the decision id. The decision is
 // returned only after its audit record is written; if that fails, the
@@ -275,7 +275,7 @@ func (e *Engine) deny(st *decisionState, reason Reason) Decision {
 	}
 }
 
-// finish writes the audit record and completes the answer.
+// finish writes the audit record and completes the decision.
 func (e *Engine) finish(ctx context.Context, req *Request, st *decisionState, d Decision) Decision {
 	d.ID = st.id
 	d.Identity, d.Message = st.identity, st.message
@@ -284,7 +284,7 @@ func (e *Engine) finish(ctx context.Context, req *Request, st *decisionState, d 
 	}
 
 	// The record is written even when the caller has gone away, so every
-	// answered or abandoned decision leaves a trace.
+	// returned or abandoned decision leaves a trace.
 	auditCtx := context.WithoutCancel(ctx)
 	err := e.step(auditCtx, StepAudit, func(ctx context.Context) error {
 		return e.opts.Auditor.Record(ctx, auditEvent(req, st, &d))

@@ -86,7 +86,7 @@ func Reasons() []Reason {
 	return out
 }
 
-// HTTPStatus returns the status a gateway should answer for this reason,
+// HTTPStatus returns the status a gateway should send for this reason,
 // 403 for an unknown code.
 func (r Reason) HTTPStatus() int {
 	if info, ok := reasons[r]; ok {

@@ -24,7 +24,7 @@ type Route struct {
 	Message MessageRequirement `yaml:"message"`
 }
 
-// TokenRequirement says whether a bearer token is needed.
+// TokenRequirement is the bearer token rule of a route.
 type TokenRequirement struct {
 	// Required denies with token.missing when no token is present.
 	Required bool `yaml:"required"`
@@ -34,7 +34,7 @@ type TokenRequirement struct {
 	Issuers []string `yaml:"issuers"`
 }
 
-// MTLSRequirement says whether a client certificate identity is needed.
+// MTLSRequirement is the client certificate rule of a route.
 type MTLSRequirement struct {
 	// Required denies with identity.missing when the caller has no verified
 	// certificate or gateway-asserted principal.
@@ -44,7 +44,7 @@ type MTLSRequirement struct {
 	Allowed []string `yaml:"allowed"`
 }
 
-// MessageRequirement says whether a signed backchannel message is needed.
+// MessageRequirement is the signed backchannel message rule of a route.
 type MessageRequirement struct {
 	// Required denies with signature.missing when the request carries no
 	// signed message.
