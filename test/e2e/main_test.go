@@ -46,6 +46,7 @@ type server struct {
 	t        *testing.T
 	cmd      *exec.Cmd
 	base     string
+	grpcAddr string
 	auditDir string
 	stderr   *syncBuffer
 	// exited is closed when the process has exited; exitErr is then set.
@@ -95,7 +96,8 @@ func startServer(t *testing.T, configFile string, env ...string) *server {
 		args = append(args, "--config", configFile)
 	}
 	s.cmd = exec.Command(pdpBinary, args...)
-	s.cmd.Env = append(os.Environ(), "PDP_HTTP_ADDR="+httpAddr, "PDP_GRPC_ADDR="+freeAddr(t),
+	s.grpcAddr = freeAddr(t)
+	s.cmd.Env = append(os.Environ(), "PDP_HTTP_ADDR="+httpAddr, "PDP_GRPC_ADDR="+s.grpcAddr,
 		"PDP_AUDIT_DIR="+s.auditDir, "PDP_INSTANCE=e2e", "PDP_LOG_FORMAT=json", "PDP_LOG_LEVEL=debug")
 	s.cmd.Env = append(s.cmd.Env, env...)
 	s.cmd.Stderr = s.stderr
