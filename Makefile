@@ -33,8 +33,10 @@ bench:
 	$(GO) build -o bin/opa github.com/open-policy-agent/opa
 	@test -x bin/ghz || GOBIN=$(CURDIR)/bin $(GO) install github.com/bojand/ghz/cmd/ghz@v0.93.0 || \
 		echo "ghz could not be built, so the gRPC scenario will be skipped"
-	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./... > bench/micro.txt || \
+	echo "# load average before: $$(cat /proc/loadavg)" > bench/micro.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./... >> bench/micro.txt || \
 		{ cat bench/micro.txt; exit 1; }
+	echo "# load average after: $$(cat /proc/loadavg)" >> bench/micro.txt
 	$(GO) run ./bench/cmd/loadbench -pdp bin/pdp -opa bin/opa -ghz bin/ghz -micro bench/micro.txt \
 		-out bench/RESULTS.md -duration $(BENCH_DURATION) -wait-quiet $(BENCH_WAIT) -command "make bench"
 

@@ -215,9 +215,13 @@ func writeMicro(b *strings.Builder, path string) {
 		fmt.Fprintf(b, "## Micro-benchmarks\n\nNot read: %v\n\n", err)
 		return
 	}
-	var order []string
+	var order, loads []string
 	lines := map[string]*benchLine{}
 	for _, line := range strings.Split(string(data), "\n") {
+		if load, ok := strings.CutPrefix(line, "# load average "); ok {
+			loads = append(loads, load)
+			continue
+		}
 		fields := strings.Fields(line)
 		if len(fields) < 4 || !strings.HasPrefix(fields[0], "Benchmark") {
 			continue
@@ -246,6 +250,10 @@ func writeMicro(b *strings.Builder, path string) {
 	fmt.Fprintf(b, "## Micro-benchmarks\n\n`go test -run '^$' -bench . -benchmem` (raw output in `%s`, "+
 		"compare two such files with benchstat). Medians over the repetitions; parallel benchmarks report "+
 		"wall time per operation across all goroutines.\n\n", path)
+	if len(loads) > 0 {
+		fmt.Fprintf(b, "Load average (/proc/loadavg) %s. The micro-benchmarks do not wait for a quiet "+
+			"machine, so compare them only with runs taken at a similar load.\n\n", strings.Join(loads, "; "))
+	}
 	b.WriteString("| benchmark | runs | time/op | B/op | allocs/op |\n| --- | ---: | ---: | ---: | ---: |\n")
 	for _, name := range order {
 		bl := lines[name]
