@@ -53,8 +53,9 @@ type Options struct {
 
 // Engine runs the decision pipeline. It is safe for concurrent use.
 type Engine struct {
-	opts Options
-	log  *slog.Logger
+	opts    Options
+	log     *slog.Logger
+	limiter logLimiter
 }
 
 // New validates opts and returns an Engine.
@@ -290,7 +291,8 @@ func (e *Engine) finish(ctx context.Context, req *Request, st *decisionState, d 
 		return e.opts.Auditor.Record(ctx, auditEvent(req, st, &d))
 	})
 	if err != nil {
-		e.log.Error("audit record failed", "decision_id", st.id, "error", err)
+		e.logLimited(ctx, slog.LevelError, "audit record failed", "audit",
+			"decision_id", st.id, "error", err)
 		d = e.deny(st, ReasonAuditUnavailable)
 	}
 	if !d.Allow {
@@ -324,8 +326,23 @@ func (e *Engine) logDeny(ctx context.Context, st *decisionState, reason Reason, 
 	case ReasonPolicyError, ReasonStateUnavailable, ReasonNoPolicy, ReasonAuditUnavailable:
 		level = slog.LevelWarn
 	}
-	e.log.Log(ctx, level, "decision denied", "decision_id", st.id, "reason", string(reason),
-		"error", err)
+	e.logLimited(ctx, level, "decision denied", string(reason),
+		"decision_id", st.id, "reason", string(reason), "error", err)
+}
+
+// logLimited logs msg at level unless lines with the same key exceeded
+// their burst; those are logged at Debug instead.
+func (e *Engine) logLimited(ctx context.Context, level slog.Level, msg, key string, attrs ...any) {
+	if level > slog.LevelDebug {
+		ok, suppressed := e.limiter.allow(key, time.Now())
+		if !ok {
+			level = slog.LevelDebug
+		}
+		if suppressed > 0 {
+			attrs = append(attrs, "suppressed", suppressed)
+		}
+	}
+	e.log.Log(ctx, level, msg, attrs...)
 }
 
 func auditEvent(req *Request, st *decisionState, d *Decision) *AuditEvent {
