@@ -24,7 +24,7 @@ type decisionRequest struct {
 	Action   pdp.Action     `json:"action"`
 	Resource pdp.Resource   `json:"resource"`
 	Context  map[string]any `json:"context"`
-	// Token is the caller's bearer token, verified when the route asks.
+	// Token is the caller's bearer token, verified when the route requires one.
 	Token   string       `json:"token"`
 	HTTP    *httpJSON    `json:"http"`
 	Message *messageJSON `json:"message"`
@@ -51,7 +51,7 @@ type messageJSON struct {
 	BodyBase64 string            `json:"body_base64"`
 }
 
-// decision handles POST /v1/decision. A decision, allow or deny, is answered
+// decision handles POST /v1/decision. A decision, allow or deny, is sent
 // with 200; a request that cannot be read gets 400 or 413, each with a
 // decision id and reason code.
 func (s *Server) decision(c echo.Context) error {
@@ -78,7 +78,7 @@ func (s *Server) decision(c echo.Context) error {
 	return c.JSON(http.StatusOK, d)
 }
 
-// reject records a deny for a request that could not be read and answers
+// reject records a deny for a request that could not be read and responds
 // with the reason's status.
 func (s *Server) reject(c echo.Context, req *pdp.Request, err error) error {
 	reason := pdp.ReasonOf(err, pdp.ReasonRequestInvalid)

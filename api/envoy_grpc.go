@@ -158,7 +158,7 @@ func (a *authorizationServer) recoverCheck(ctx context.Context, req any, info *g
 	return handler(ctx, req)
 }
 
-// rejectByLimits answers a Check that the limits rejected with a denial
+// rejectByLimits responds to a Check that the limits rejected with a denial
 // carrying the limit's reason code. It is not audited: shedding exists to
 // protect the PDP under overload, and the limits count it in metrics.
 func (a *authorizationServer) rejectByLimits(_ context.Context, info *grpc.UnaryServerInfo,

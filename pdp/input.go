@@ -26,10 +26,11 @@ type inputFacts struct {
 	message    *Message
 }
 
-// buildInput assembles the Rego input document. attributes, parsed_* and
-// truncated_body keep the shape of OPA's Envoy plugin; subject, action,
-// resource and context keep the AuthZEN shape; identity, message and pdp are
-// the PDP's own. Fields a front door cannot know are left out.
+// buildInput assembles the Rego input document. The attributes, parsed_*
+// and truncated_body fields keep the shape of OPA's Envoy plugin, and
+// subject, action, resource and context keep the AuthZEN shape. The
+// identity, message and pdp fields are the PDP's own. Fields a front door
+// cannot know are left out.
 func buildInput(req *Request, f inputFacts) (map[string]any, error) {
 	in := map[string]any{
 		"subject":  subjectInput(req.Subject),

@@ -1,5 +1,5 @@
 // Package e2e runs the built pdp binary as a user would: it starts
-// `pdp serve` on free loopback ports with real bundles, asks for decisions
+// `pdp serve` on free loopback ports with real bundles, requests decisions
 // over HTTP and checks the audit chain with `pdp audit verify`.
 package e2e
 
@@ -155,7 +155,7 @@ func (s *server) stop() error {
 	}
 }
 
-// decision is the subset of the decision answer the tests read.
+// decision is the subset of the decision response the tests read.
 type decision struct {
 	ID             string `json:"decision_id"`
 	Allow          bool   `json:"allow"`
@@ -164,7 +164,7 @@ type decision struct {
 	BundleRevision string `json:"bundle_revision"`
 }
 
-// decide posts body to /v1/decision and returns the status and answer.
+// decide posts body to /v1/decision and returns the status and decision.
 func (s *server) decide(body string) (int, decision) {
 	s.t.Helper()
 	resp, err := http.Post(s.base+"/v1/decision", "application/json", strings.NewReader(body))
