@@ -19,12 +19,13 @@ import (
 // Defaults for LimitsConfig fields left at zero.
 const (
 	// DefaultMaxConcurrent is the number of decisions served at once before
-	// new ones are shed with 429.
-	// NOTE: an estimate, not a measurement: one decision takes well under a
-	// millisecond of CPU plus a shared audit fsync, so 1024 in flight means
-	// the PDP is already seconds behind. Tune it from
-	// pdp_decisions_in_flight and pdp_decision_duration_seconds.
-	DefaultMaxConcurrent = 1024
+	// new ones are shed with 429. Each decision in flight holds its input
+	// and buffers (tens of kilobytes), so the bound also caps memory under
+	// overload.
+	// NOTE: an estimate: at about half a millisecond of CPU per decision on
+	// one core, 256 in flight is already about 100 ms of queued work. Tune
+	// it from pdp_decisions_in_flight and pdp_decision_duration_seconds.
+	DefaultMaxConcurrent = 256
 	// DefaultRetryAfter is the Retry-After sent with a 429.
 	DefaultRetryAfter = time.Second
 	// DefaultMaxHeaderCount is the largest number of header fields in one
