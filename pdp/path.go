@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrInvalidPath is returned for a request target that cannot be decoded.
@@ -26,11 +27,10 @@ func (t ParsedTarget) Path() string {
 	return "/" + strings.Join(t.Segments, "/")
 }
 
-// ParseTarget normalizes a raw request target as every front door sees it:
-// origin form ("/a/b?q=1") or absolute form ("https://host/a/b?q=1").
+// ParseTarget normalizes a raw request target as every gateway front door
+// sees it: origin form ("/a/b?q=1") or absolute form ("https://host/a/b?q=1").
 //
 // The steps, in order:
-//   - a fragment ("#..."), which clients should never send, is dropped;
 //   - the query string is split off at the first "?" and parsed with
 //     url.ParseQuery: "+" is a space, pairs that fail to decode are skipped,
 //     repeated keys keep their values in order;
@@ -41,20 +41,28 @@ func (t ParsedTarget) Path() string {
 //     the root), as RFC 3986 section 5.2.4 does and as NGINX and upstream
 //     servers do before routing;
 //   - each remaining segment is percent-decoded once; an encoded slash
-//     ("%2F") splits it into more segments, as OPA's Envoy plugin does.
+//     ("%2F") splits it into more segments, as OPA's Envoy plugin does;
+//   - a ";" path parameter is cut from each segment ("admin;jsessionid=1"
+//     is "admin"), as Java servlet containers do before routing.
 //
-// It returns ErrInvalidPath for malformed percent-encoding, a NUL byte, and
-// every spelling of a dot-segment that upstream servers may resolve while a
-// plain reading does not: an encoded one ("%2E%2E", "..%2F"), one followed
-// by path parameters ("..;x", resolved by Java servlet containers) and one
-// between backslashes ("..\", resolved by Windows servers). Resolving them
-// here could make the PDP check one path while the upstream serves another,
-// so they are rejected instead.
+// Upstream servers disagree on some spellings, so that the PDP could check
+// one path while the upstream serves another. ParseTarget returns
+// ErrInvalidPath for those, and for malformed percent-encoding:
+//   - a "#" (a request target never carries a fragment, and some servers
+//     resolve dot-segments after it);
+//   - a NUL byte or a decoded segment that is not valid UTF-8 (overlong
+//     encodings of "." and "/");
+//   - a decoded segment that still holds a percent-escape (double
+//     encoding, which some servers decode twice);
+//   - a dot-segment spelled so that a plain reading does not resolve it:
+//     encoded ("%2E%2E", "..%2F"), with a path parameter ("..;x") or
+//     between backslashes ("..\", which Windows servers treat as "/");
+//   - a segment ending in a dot or a space, which Windows servers strip.
 //
 // Callers keep the raw target beside the result, so policies can see both.
 func ParseTarget(raw string) (ParsedTarget, error) {
-	if i := strings.IndexByte(raw, '#'); i >= 0 {
-		raw = raw[:i]
+	if strings.IndexByte(raw, '#') >= 0 {
+		return ParsedTarget{}, ErrInvalidPath
 	}
 	rawPath, rawQuery, _ := strings.Cut(raw, "?")
 	rawPath = stripSchemeAndAuthority(rawPath)
@@ -70,12 +78,16 @@ func ParseTarget(raw string) (ParsedTarget, error) {
 			}
 			continue
 		}
-		decoded, err := url.PathUnescape(rawSegment)
-		if err != nil || strings.ContainsRune(decoded, 0) {
-			return ParsedTarget{}, ErrInvalidPath
+		decoded, err := decodeSegment(rawSegment)
+		if err != nil {
+			return ParsedTarget{}, err
 		}
 		for _, s := range strings.Split(decoded, "/") {
 			if hiddenDotSegment(s) {
+				return ParsedTarget{}, ErrInvalidPath
+			}
+			s, _, _ = strings.Cut(s, ";")
+			if strings.HasSuffix(s, ".") || strings.HasSuffix(s, " ") {
 				return ParsedTarget{}, ErrInvalidPath
 			}
 			if s != "" {
@@ -91,6 +103,35 @@ func ParseTarget(raw string) (ParsedTarget, error) {
 		query = url.Values{}
 	}
 	return ParsedTarget{Segments: segments, Query: query}, nil
+}
+
+// decodeSegment percent-decodes one raw segment and rejects results that
+// upstream servers may read differently: NUL bytes, invalid UTF-8 and a
+// percent-escape left after decoding.
+func decodeSegment(raw string) (string, error) {
+	decoded, err := url.PathUnescape(raw)
+	if err != nil || strings.ContainsRune(decoded, 0) || !utf8.ValidString(decoded) {
+		return "", ErrInvalidPath
+	}
+	if strings.IndexByte(raw, '%') >= 0 && hasPercentEscape(decoded) {
+		return "", ErrInvalidPath
+	}
+	return decoded, nil
+}
+
+// hasPercentEscape reports whether s contains "%" followed by two hex
+// digits.
+func hasPercentEscape(s string) bool {
+	for i := 0; i+2 < len(s); i++ {
+		if s[i] == '%' && isHex(s[i+1]) && isHex(s[i+2]) {
+			return true
+		}
+	}
+	return false
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 // hiddenDotSegment reports whether a decoded segment is, or may be read by

@@ -22,8 +22,11 @@ func TestParseTargetNormalizes(t *testing.T) {
 		{"/%61dmin", []string{"admin"}, map[string][]string{}},
 		{"http://host.test/admin/x?a=1", []string{"admin", "x"}, map[string][]string{"a": {"1"}}},
 		{"HTTPS://host.test", nil, map[string][]string{}},
-		{"/a?x=1&x=2#frag", []string{"a"}, map[string][]string{"x": {"1", "2"}}},
-		{"/a#?x=1", []string{"a"}, map[string][]string{}},
+		{"/a?x=1&x=2", []string{"a"}, map[string][]string{"x": {"1", "2"}}},
+		{"/api/admin;/users", []string{"api", "admin", "users"}, map[string][]string{}},
+		{"/api/admin;jsessionid=x/users", []string{"api", "admin", "users"}, map[string][]string{}},
+		{"/search/100%25", []string{"search", "100%"}, map[string][]string{}},
+		{"/caf%C3%A9", []string{"café"}, map[string][]string{}},
 		{"/a?q=a+b&r=%2F", []string{"a"}, map[string][]string{"q": {"a b"}, "r": {"/"}}},
 		{"", nil, map[string][]string{}},
 		{"/", nil, map[string][]string{}},
@@ -55,6 +58,12 @@ func TestParseTargetRejects(t *testing.T) {
 		"/x/%2E%2E/admin", "/admin/..%2Fpublic/x", "/admin/x/..%2F..%2Fpublic", "/admin/%2e/x",
 		"/public/..;/admin", "/public/..;jsessionid=1/admin", "/public/..%3B/admin",
 		"/public\\..\\admin", "/public/%5C..%5Cadmin",
+		// A fragment, after which some servers still resolve dot-segments.
+		"/public/#/../../admin/x", "/a#frag",
+		// Trailing dots and spaces, which Windows servers strip.
+		"/api/admin./users", "/api/admin%20/users", "/api/admin.;x/users",
+		// Overlong UTF-8 and double encoding.
+		"/public/%c0%ae%c0%ae%c0%afadmin", "/public/..%252Fadmin", "/public/%252e%252e%252fadmin",
 	} {
 		if _, err := ParseTarget(raw); err != ErrInvalidPath {
 			t.Errorf("ParseTarget(%q) error = %v, want ErrInvalidPath", raw, err)

@@ -117,7 +117,12 @@ type ReasonError struct {
 }
 
 // Deny returns a ReasonError for reason that wraps err (which may be nil).
+// An err that already is a ReasonError with the same reason is returned as
+// it is, so messages do not repeat the code.
 func Deny(reason Reason, err error) *ReasonError {
+	if re, ok := err.(*ReasonError); ok && re.Reason == reason {
+		return re
+	}
 	return &ReasonError{Reason: reason, Err: err}
 }
 
