@@ -66,7 +66,8 @@ func TestAdminSegmentNeverSlipsPast(t *testing.T) {
 		// Spellings an upstream may route to /admin/ although a plain
 		// reading resolves them to /public/.
 		"/admin/..%2Fpublic/x", "/admin/%2E%2E/public/x", "/admin/x/..%2F..%2Fpublic",
-		"/admin/..;/public/x",
+		"/admin/..;/public/x", "/admin;jsessionid=1/x", "/admin./x", "/public/..%252Fadmin/x",
+		"/public/%c0%ae%c0%ae/admin/x",
 	}
 	for door, allowed := range doors {
 		for _, target := range targets {
