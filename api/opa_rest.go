@@ -199,17 +199,29 @@ func (s *Server) opaReject(c echo.Context, req *pdp.Request, err error) error {
 		// The parse error names only the caller's own bytes, as OPA's does.
 		msg = re.Err.Error()
 	}
-	if reason == pdp.ReasonRequestTooLarge {
+	code := opaCodeInvalidParameter
+	switch reason {
+	case pdp.ReasonRequestTooLarge:
 		status = http.StatusRequestEntityTooLarge
+	case pdp.ReasonTimeout:
+		status, code = http.StatusServiceUnavailable, opaCodeInternal
 	}
-	return writeOPA(c, status, opaError{Code: opaCodeInvalidParameter, Message: msg, DecisionID: d.ID})
+	return writeOPA(c, status, opaError{Code: code, Message: msg, DecisionID: d.ID})
 }
 
-// decodeOPAJSON decodes one JSON value with numbers kept exact.
+// decodeOPAJSON decodes one JSON value with numbers kept exact. A value of
+// the wrong JSON type is reported in JSON terms, not Go types.
 func decodeOPAJSON(raw []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			if typeErr.Field == "" {
+				return fmt.Errorf("the body is a JSON %s, want an object", typeErr.Value)
+			}
+			return fmt.Errorf("field %q is a JSON %s of the wrong type", typeErr.Field, typeErr.Value)
+		}
 		return err
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
