@@ -192,10 +192,19 @@ var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
 // Validate reports every problem, each prefixed with its key.
 func (c *Config) Validate() error {
 	var errs []error
-	add := func(key string, err error) {
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+	var add func(key string, err error)
+	add = func(key string, err error) {
+		if err == nil {
+			return
 		}
+		// A section that reports several problems gets its key on each.
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range joined.Unwrap() {
+				add(key, e)
+			}
+			return
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", key, err))
 	}
 	c.validateServer(add)
 	c.validateListeners(add)
