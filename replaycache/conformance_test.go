@@ -133,10 +133,13 @@ func (h *harness) expect(store int, c pdp.ReplayCheck, want pdp.Reason) {
 func TestConformance(t *testing.T) {
 	single := redisproc.Start(t)
 	cluster := redisproc.StartCluster(t, 3)
+	sentinel := redisproc.StartSentinel(t)
 	backends := []backend{
 		memoryBackend(),
 		redisBackend("redis", replaycache.RedisConfig{Addrs: []string{single.Addr}}),
 		redisBackend("cluster", replaycache.RedisConfig{Addrs: cluster.Addrs(), Cluster: true}),
+		redisBackend("sentinel", replaycache.RedisConfig{Addrs: []string{sentinel.Addr},
+			MasterName: sentinel.MasterName}),
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) { runConformance(t, b) })

@@ -1,5 +1,6 @@
 // Package redisproc starts real redis-server processes on loopback for
-// tests: a single server, or a Redis Cluster of several masters. It fails
+// tests: a single server, a Redis Cluster of several masters, or a master
+// watched by a Sentinel. It fails
 // the test with the install command when redis-server is missing.
 package redisproc
 
@@ -9,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -205,3 +208,42 @@ func do(addr string, args ...string) (string, error) {
 
 // Dir returns the server's working directory.
 func (s *Server) Dir() string { return s.dir }
+
+// Sentinel is a Redis Sentinel process that monitors one master.
+type Sentinel struct {
+	*Server
+	// MasterName is the name the Sentinel monitors the master under.
+	MasterName string
+	Master     *Server
+}
+
+// StartSentinel starts a master and one Sentinel that monitors it under
+// the name "pdpmaster", with a quorum of 1, and waits until the Sentinel
+// knows the master's address.
+func StartSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	master := Start(t)
+	s := &Server{t: t, dir: t.TempDir(), Port: FreePort(t)}
+	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
+	conf := filepath.Join(s.dir, "sentinel.conf")
+	body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
+		"sentinel monitor pdpmaster 127.0.0.1 %d 1\n"+
+		"sentinel down-after-milliseconds pdpmaster 5000\n", s.Port, s.dir, master.Port)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatalf("write sentinel config: %v", err)
+	}
+	s.args = []string{conf, "--sentinel"}
+	s.start()
+	t.Cleanup(s.Kill)
+
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		reply, err := s.Do("SENTINEL", "get-master-addr-by-name", "pdpmaster")
+		if err == nil && strings.HasPrefix(reply, "*2") {
+			return &Sentinel{Server: s, MasterName: "pdpmaster", Master: master}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("sentinel on %s does not know the master", s.Addr)
+	return nil
+}
