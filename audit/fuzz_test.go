@@ -42,3 +42,21 @@ func FuzzVerifyFile(f *testing.F) {
 		_, _ = Verify([]string{path}, VerifyOptions{})
 	})
 }
+
+// FuzzReadCheckpoints runs the checkpoints file reader over arbitrary
+// contents: a fault, checkpoints or an error, never a panic.
+func FuzzReadCheckpoints(f *testing.F) {
+	f.Add([]byte("{\"type\":\"checkpoint\",\"seq\":2}\n"))
+	f.Add([]byte("\n\n"))
+	f.Add([]byte("{\"seq\":1"))
+	path := filepath.Join(f.TempDir(), "checkpoints-fuzz.jsonl")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		file, err := ReadCheckpoints(path, nil)
+		if err == nil && file.Fault == nil && len(file.Checkpoints) == 0 {
+			t.Fatal("ReadCheckpoints returned no checkpoints, no fault and no error")
+		}
+	})
+}

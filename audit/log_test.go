@@ -265,17 +265,21 @@ func TestCheckpointExport(t *testing.T) {
 		t.Fatal("no checkpoint after 12 records with checkpoint_every 5")
 	}
 
-	anchors, err := ReadCheckpoints(filepath.Join(cfg.Dir, "checkpoints-"+testInstance+".jsonl"))
+	pub := publicKey(t, cfg)
+	anchors, err := ReadCheckpoints(filepath.Join(cfg.Dir, "checkpoints-"+testInstance+".jsonl"), pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(anchors) != 3 {
-		t.Fatalf("exported checkpoints = %d, want 3 (two by count, one at Close)", len(anchors))
+	if anchors.Fault != nil {
+		t.Fatalf("checkpoints file fault: %v", anchors.Fault)
 	}
-	if anchors[1].Hash != last.Hash {
-		t.Errorf("exported checkpoint %s differs from LastCheckpoint %s", anchors[1].Hash, last.Hash)
+	if len(anchors.Checkpoints) != 3 {
+		t.Fatalf("exported checkpoints = %d, want 3 (two by count, one at Close)", len(anchors.Checkpoints))
 	}
-	res, err := Verify(chainFiles(t, cfg.Dir), VerifyOptions{PublicKey: publicKey(t, cfg), Anchors: anchors})
+	if anchors.Checkpoints[1].Hash != last.Hash {
+		t.Errorf("exported checkpoint %s differs from LastCheckpoint %s", anchors.Checkpoints[1].Hash, last.Hash)
+	}
+	res, err := Verify(chainFiles(t, cfg.Dir), VerifyOptions{PublicKey: pub, Anchors: &anchors})
 	if err != nil || res.Fault != nil {
 		t.Fatalf("Verify with anchors: %v %v", err, res.Fault)
 	}

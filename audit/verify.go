@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 )
 
 // VerifyOptions sets what Verify checks beyond the chain itself.
@@ -19,10 +18,13 @@ type VerifyOptions struct {
 	// PublicKey verifies checkpoint signatures; nil skips them, and
 	// Result.SignaturesUnchecked counts them.
 	PublicKey ed25519.PublicKey
-	// Anchors are checkpoints kept outside the audit files (an exported
-	// checkpoints file). Each must appear in the chain with the same hash,
-	// which detects records cut from the end of the chain.
-	Anchors []Checkpoint
+	// Anchors is an exported checkpoints file as returned by
+	// ReadCheckpoints, read with the same PublicKey. When it has a Fault,
+	// Verify reports that fault and does not read the chain, because a bad
+	// anchor proves nothing about the chain. Otherwise each anchor of the
+	// chain's instance must appear in the chain with the same hash, and the
+	// chain must reach the last one, which detects records cut from the end.
+	Anchors *CheckpointFile
 	// Partial accepts a chain whose first record is not seq 1, as left by
 	// retention that deleted the oldest files.
 	Partial bool
@@ -38,10 +40,13 @@ type Result struct {
 	// verified against VerifyOptions.PublicKey and skipped for lack of one.
 	SignaturesChecked   uint64
 	SignaturesUnchecked uint64
-	Instance            string
-	FirstSeq            uint64
-	HeadSeq             uint64
-	HeadHash            string
+	// AnchorsMatched counts the anchors from VerifyOptions.Anchors found in
+	// the chain with the same hash.
+	AnchorsMatched uint64
+	Instance       string
+	FirstSeq       uint64
+	HeadSeq        uint64
+	HeadHash       string
 	// EndsWithCheckpoint is true when the last record is a checkpoint, as
 	// after a clean Close.
 	EndsWithCheckpoint bool
@@ -149,12 +154,24 @@ func uintField(fields map[string]any, key string) (uint64, error) {
 // Verify checks one instance's chain, given as its files in chain order.
 // It checks every record's hash and its link to the record before, gapless
 // sequence numbers across files, one instance throughout, checkpoint
-// contents and signatures, and the anchors in opts. It returns an error only
-// when a file cannot be read; a broken chain is reported in Result.Fault.
+// contents and signatures, and the anchors in opts. It returns an error
+// when a file cannot be read or when opts.Anchors was read without
+// opts.PublicKey. A broken chain, or a fault of the anchors file, is
+// reported in Result.Fault.
 func Verify(files []string, opts VerifyOptions) (Result, error) {
-	v := &verifier{opts: opts, anchors: make(map[uint64]Checkpoint)}
-	for _, a := range opts.Anchors {
-		v.anchors[a.Seq] = a
+	v := &verifier{opts: opts, anchors: make(map[anchorKey]anchor)}
+	if a := opts.Anchors; a != nil {
+		if a.Fault != nil {
+			v.res.Fault = a.Fault
+			return v.res, nil
+		}
+		if opts.PublicKey != nil && !a.Authenticated && len(a.Checkpoints) > 0 {
+			return v.res, fmt.Errorf("anchors from %s were read without the public key: "+
+				"read them with ReadCheckpoints and VerifyOptions.PublicKey", a.Path)
+		}
+		for i, cp := range a.Checkpoints {
+			v.anchors[anchorKey{cp.Instance, cp.Seq}] = anchor{cp: cp, line: a.Lines[i]}
+		}
 	}
 	for _, path := range files {
 		if err := v.file(path); err != nil {
@@ -175,7 +192,24 @@ type verifier struct {
 	last *parsedRecord
 	// lastFile is the file the previous record came from.
 	lastFile string
-	anchors  map[uint64]Checkpoint
+	anchors  map[anchorKey]anchor
+}
+
+// anchorKey identifies a checkpoint across instances.
+type anchorKey struct {
+	instance string
+	seq      uint64
+}
+
+// anchor is a checkpoint from the anchors file and its 1-based line there.
+type anchor struct {
+	cp   Checkpoint
+	line int
+}
+
+// formatAnchorLocation formats the anchor's file and line for messages.
+func (v *verifier) formatAnchorLocation(a anchor) string {
+	return fmt.Sprintf("%s:%d", filepath.Base(v.opts.Anchors.Path), a.line)
 }
 
 func (v *verifier) fail(file string, line int, rec *parsedRecord, problem string) {
@@ -248,10 +282,13 @@ func (v *verifier) record(path string, lineNo int, rec *parsedRecord) bool {
 	if rec.typ == TypeCheckpoint && !v.checkpoint(path, lineNo, rec) {
 		return false
 	}
-	if a, ok := v.anchors[rec.seq]; ok && a.Instance == rec.instance && a.Hash != rec.hash {
-		v.fail(path, lineNo, rec, fmt.Sprintf("record hash %s differs from the anchored "+
-			"checkpoint's hash %s at this seq", rec.hash, a.Hash))
-		return false
+	if a, ok := v.anchors[anchorKey{rec.instance, rec.seq}]; ok {
+		if a.cp.Hash != rec.hash {
+			v.fail(path, lineNo, rec, fmt.Sprintf("record hash %s differs from the hash %s "+
+				"of the anchored checkpoint at this seq (%s)", rec.hash, a.cp.Hash, v.formatAnchorLocation(a)))
+			return false
+		}
+		v.res.AnchorsMatched++
 	}
 
 	v.res.Records++
@@ -336,61 +373,15 @@ func (v *verifier) checkAnchors() {
 	if v.res.Fault != nil {
 		return
 	}
-	var maxSeq uint64
-	for _, a := range v.opts.Anchors {
-		if a.Instance == v.res.Instance {
-			maxSeq = max(maxSeq, a.Seq)
+	var last anchor
+	for key, a := range v.anchors {
+		if key.instance == v.res.Instance && a.cp.Seq > last.cp.Seq {
+			last = a
 		}
 	}
-	if maxSeq > v.res.HeadSeq {
+	if last.cp.Seq > v.res.HeadSeq {
 		v.res.Fault = &Fault{File: v.lastFile, Seq: v.res.HeadSeq, Problem: fmt.Sprintf(
-			"chain ends at seq %d, but an anchored checkpoint has seq %d: "+
-				"records were cut from the end", v.res.HeadSeq, maxSeq)}
+			"chain ends at seq %d, but the anchored checkpoint at %s has seq %d: "+
+				"records were cut from the end", v.res.HeadSeq, v.formatAnchorLocation(last), last.cp.Seq)}
 	}
-}
-
-// ReadCheckpoints reads an exported checkpoints file (one checkpoint record
-// per line), checking each line's own hash.
-func ReadCheckpoints(path string) ([]Checkpoint, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read checkpoints: %w", err)
-	}
-	var out []Checkpoint
-	for i, line := range bytes.Split(data, []byte("\n")) {
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		cp, err := parseCheckpoint(line)
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, i+1, err)
-		}
-		out = append(out, cp)
-	}
-	return out, nil
-}
-
-// parseCheckpoint reads one checkpoint record line.
-func parseCheckpoint(line []byte) (Checkpoint, error) {
-	rec, err := parseRecord(line)
-	if err != nil {
-		return Checkpoint{}, err
-	}
-	if rec.typ != TypeCheckpoint {
-		return Checkpoint{}, fmt.Errorf("record type is %q, want %q", rec.typ, TypeCheckpoint)
-	}
-	count, err := uintField(rec.fields, fieldRecordCount)
-	if err != nil {
-		return Checkpoint{}, err
-	}
-	head, _ := rec.fields[fieldHeadHash].(string)
-	stamp, _ := rec.fields[fieldTime].(string)
-	t, err := time.Parse(time.RFC3339Nano, stamp)
-	if err != nil {
-		return Checkpoint{}, fmt.Errorf("checkpoint time %q: %w", stamp, err)
-	}
-	return Checkpoint{
-		Instance: rec.instance, Seq: rec.seq, RecordCount: count, HeadHash: head,
-		Hash: rec.hash, Time: t, Line: append([]byte(nil), line...),
-	}, nil
 }

@@ -12,8 +12,9 @@ import (
 )
 
 // tamperFixture writes a chain of 16 decisions over several files with a
-// checkpoint every 4 records and returns its config and exported anchors.
-func tamperFixture(t *testing.T) (Config, []Checkpoint) {
+// checkpoint every 4 records and returns its config and exported anchors,
+// read with the checkpoint public key.
+func tamperFixture(t *testing.T) (Config, *CheckpointFile) {
 	t.Helper()
 	cfg := testConfig(t)
 	cfg.RotateSize = 1500
@@ -23,14 +24,22 @@ func tamperFixture(t *testing.T) (Config, []Checkpoint) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	anchors, err := ReadCheckpoints(filepath.Join(cfg.Dir, "checkpoints-"+testInstance+".jsonl"))
+	anchors, err := ReadCheckpoints(checkpointsPath(cfg), publicKey(t, cfg))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if anchors.Fault != nil {
+		t.Fatalf("checkpoints file fault: %v", anchors.Fault)
 	}
 	if n := len(chainFiles(t, cfg.Dir)); n < 4 {
 		t.Fatalf("fixture has %d files, want at least 4", n)
 	}
-	return cfg, anchors
+	return cfg, &anchors
+}
+
+// checkpointsPath returns the test instance's exported checkpoints file.
+func checkpointsPath(cfg Config) string {
+	return filepath.Join(cfg.Dir, "checkpoints-"+testInstance+".jsonl")
 }
 
 func readLines(t *testing.T, path string) [][]byte {
@@ -250,6 +259,17 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			},
 			noKey:   true,
 			problem: "checkpoint states head seq",
+		},
+		{
+			name: "resealed chain against anchors",
+			tamper: func(t *testing.T, files []string) (int, int) {
+				editLine(t, files[0], 1, setField("allow", true))
+				reseal(t, files, attackerKey, true, false)
+				return firstCheckpoint(t, files)
+			},
+			noKey:       true,
+			withAnchors: true,
+			problem:     "of the anchored checkpoint at this seq (checkpoints-" + testInstance + ".jsonl:1)",
 		},
 		{
 			name: "record from another instance",

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,8 +17,10 @@ Checks audit chains: every record's hash, the links between records and
 files, gapless sequence numbers and checkpoint signatures. A PATH is an
 audit file or a directory; a directory is checked as one chain per
 instance, files given one by one as a single chain in the order given.
-Exits 0 when every chain is intact, 1 on the first fault, 2 on bad usage
-or an unreadable file.
+A checkpoints file is checked first, and a bad anchor in it is reported
+against that file, not the chain. Exits 0 when every chain is intact, 1
+on any integrity fault (in a chain or in the checkpoints file), 2 on bad
+usage or an unreadable file.
 
 options:
 `
@@ -38,8 +39,9 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 	}
 	keyFile := fs.String("key", "", "Ed25519 public key `file` (PEM, raw, hex or base64) "+
 		"that checkpoint signatures must verify against; without it signatures are not checked")
-	anchorFile := fs.String("checkpoints", "", "exported checkpoints `file`; the chain must "+
-		"contain each of its checkpoints, which detects records cut from the end")
+	anchorFile := fs.String("checkpoints", "", "exported checkpoints `file`, checked first "+
+		"(signatures need --key); the chain must contain each of its checkpoints, which "+
+		"detects records cut from the end")
 	partial := fs.Bool("partial", false, "accept a chain that does not start at seq 1 "+
 		"(older files removed by retention)")
 	if err := fs.Parse(args); err != nil {
@@ -62,19 +64,29 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 		}
 		opts.PublicKey = pub
 	}
-	if *anchorFile != "" {
-		anchors, err := audit.ReadCheckpoints(*anchorFile)
-		if err != nil {
-			fmt.Fprintf(stderr, "pdp audit verify: %v\n", err)
-			return 2
-		}
-		opts.Anchors = anchors
-	}
-
 	chains, err := chainsOf(fs.Args())
 	if err != nil {
 		fmt.Fprintf(stderr, "pdp audit verify: %v\n", err)
 		return 2
+	}
+
+	if *anchorFile != "" {
+		anchors, err := audit.ReadCheckpoints(*anchorFile, opts.PublicKey)
+		if err != nil {
+			fmt.Fprintf(stderr, "pdp audit verify: %v\n", err)
+			return 2
+		}
+		if anchors.Fault != nil {
+			// The chains are not checked against a bad anchors file, so
+			// that a forged anchor is never blamed on a good record.
+			fmt.Fprintf(stdout, "FAIL %s\n", anchors.Fault)
+			return 1
+		}
+		if !anchors.Authenticated {
+			fmt.Fprintf(stdout, "WARNING: anchors in %s are unauthenticated: no --key given, "+
+				"so only their hashes are checked\n", *anchorFile)
+		}
+		opts.Anchors = &anchors
 	}
 	return verifyChains(chains, opts, stdout, stderr)
 }
@@ -134,21 +146,25 @@ func verifyChains(chains []chain, opts audit.VerifyOptions, stdout, stderr io.Wr
 			code = 1
 			continue
 		}
-		printResult(stdout, res, opts.PublicKey)
+		printResult(stdout, res, opts)
 	}
 	return code
 }
 
-func printResult(w io.Writer, res audit.Result, pub ed25519.PublicKey) {
+func printResult(w io.Writer, res audit.Result, opts audit.VerifyOptions) {
 	fmt.Fprintf(w, "ok instance %s: %d records (%d decisions, %d checkpoints) in %d files, "+
 		"seq %d to %d, head hash %s\n", res.Instance, res.Records, res.Decisions,
 		res.Checkpoints, res.Files, res.FirstSeq, res.HeadSeq, res.HeadHash)
-	if pub != nil {
+	if opts.PublicKey != nil {
 		fmt.Fprintf(w, "  %d checkpoint signatures verified with key %s\n",
-			res.SignaturesChecked, audit.KeyID(pub))
+			res.SignaturesChecked, audit.KeyID(opts.PublicKey))
 	} else if res.SignaturesUnchecked > 0 {
 		fmt.Fprintf(w, "  NOTE: %d checkpoint signatures not verified: no --key given\n",
 			res.SignaturesUnchecked)
+	}
+	if opts.Anchors != nil {
+		fmt.Fprintf(w, "  %d anchored checkpoints from %s found in the chain\n",
+			res.AnchorsMatched, opts.Anchors.Path)
 	}
 	if !res.EndsWithCheckpoint {
 		fmt.Fprintln(w, "  NOTE: the chain does not end with a checkpoint "+

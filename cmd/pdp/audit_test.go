@@ -106,6 +106,107 @@ func TestAuditVerifyWrongKey(t *testing.T) {
 	}
 }
 
+func TestAuditVerifyCheckpointsFile(t *testing.T) {
+	dir, pub := writeChain(t, 8)
+	anchorsPath := filepath.Join(dir, "checkpoints-pdp-a.jsonl")
+	good, err := os.ReadFile(anchorsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Other chains of the same instance are written with other keys, so
+	// their anchors have valid hashes but are not signed by this key.
+	otherDir, _ := writeChain(t, 8)
+	otherAnchors, err := os.ReadFile(filepath.Join(otherDir, "checkpoints-pdp-a.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	longerDir, _ := writeChain(t, 12)
+	longerAnchors, err := os.ReadFile(filepath.Join(longerDir, "checkpoints-pdp-a.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		name    string
+		content []byte
+		noKey   bool
+		code    int
+		// want are phrases the output must contain.
+		want []string
+	}{
+		{
+			name:    "valid file",
+			content: good,
+			want:    []string{"ok instance pdp-a", "1 anchored checkpoints from " + anchorsPath},
+		},
+		{
+			name:    "valid file without key",
+			content: good,
+			noKey:   true,
+			want:    []string{"WARNING: anchors in " + anchorsPath + " are unauthenticated", "ok instance pdp-a"},
+		},
+		{
+			name:    "anchor signed by another key",
+			content: otherAnchors,
+			code:    1,
+			want:    []string{"FAIL " + anchorsPath + ":1 seq 9", "does not match the verification key"},
+		},
+		{
+			name:    "forged anchor beyond the head",
+			content: longerAnchors,
+			code:    1,
+			want:    []string{"FAIL " + anchorsPath + ":1 seq 13", "does not match the verification key"},
+		},
+		{
+			name:    "altered anchor",
+			content: bytes.Replace(good, []byte(`"time":"20`), []byte(`"time":"19`), 1),
+			code:    1,
+			want:    []string{"FAIL " + anchorsPath + ":1", "hash mismatch"},
+		},
+		{
+			name:    "duplicate anchor",
+			content: append(append([]byte(nil), good...), good...),
+			code:    1,
+			want:    []string{"FAIL " + anchorsPath + ":2 seq 9", "reordered or duplicated"},
+		},
+		{
+			name:    "empty file",
+			content: nil,
+			code:    1,
+			want:    []string{"FAIL " + anchorsPath + ": no anchors"},
+		},
+	}
+	t.Run("missing file", func(t *testing.T) {
+		missing := filepath.Join(t.TempDir(), "checkpoints-pdp-a.jsonl")
+		if code, out, _ := runVerify("--key", pub, "--checkpoints", missing, dir); code != 2 {
+			t.Errorf("exit %d, want 2 for an unreadable file; stdout %q", code, out)
+		}
+	})
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := os.WriteFile(anchorsPath, c.content, 0o640); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"--key", pub, "--checkpoints", anchorsPath, dir}
+			if c.noKey {
+				args = args[2:]
+			}
+			code, out, errOut := runVerify(args...)
+			if code != c.code {
+				t.Errorf("exit %d, want %d; stdout %q, stderr %q", code, c.code, out, errOut)
+			}
+			for _, want := range c.want {
+				if !strings.Contains(out, want) {
+					t.Errorf("output %q lacks %q", out, want)
+				}
+			}
+			if c.code != 0 && strings.Contains(out, "audit-pdp-a") {
+				t.Errorf("output %q blames an audit file for a bad checkpoints file", out)
+			}
+		})
+	}
+}
+
 func TestAuditVerifyUsageErrors(t *testing.T) {
 	cases := map[string][]string{
 		"no paths":        nil,
