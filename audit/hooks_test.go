@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -126,5 +128,25 @@ func TestQueueDepth(t *testing.T) {
 	}
 	if written != records {
 		t.Errorf("records passed to OnFsync = %d, want %d", written, records)
+	}
+}
+
+func TestCutTornLineDropsPartialAnchor(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "checkpoints-x.jsonl")
+	if err := os.WriteFile(path, []byte("{\"seq\":1}\n{\"seq\":2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cutTornLine(path); err != nil {
+		t.Fatalf("cutTornLine: %v", err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "{\"seq\":1}\n" {
+		t.Errorf("file after repair = %q, want only the complete line", got)
+	}
+	if err := cutTornLine(filepath.Join(t.TempDir(), "missing.jsonl")); err != nil {
+		t.Errorf("missing file: %v, want nil", err)
 	}
 }

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -103,6 +104,9 @@ func (w *writer) start() error {
 	w.lastCheckpoint = w.now()
 
 	cpPath := filepath.Join(w.cfg.Dir, "checkpoints-"+fileInstance(w.instance)+fileSuffix)
+	if err := cutTornLine(cpPath); err != nil {
+		return fmt.Errorf("repair checkpoint export file: %w", err)
+	}
 	w.checkpoints, err = os.OpenFile(cpPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return fmt.Errorf("open checkpoint export file: %w", err)
@@ -424,7 +428,31 @@ func (w *writer) checkpointWritten(cp *Checkpoint, now time.Time) {
 	w.l.checkpoint.Store(cp)
 	if _, err := w.checkpoints.Write(cp.Line); err != nil {
 		w.log.Warn("audit checkpoint export failed", "seq", cp.Seq, "error", err)
+		return
 	}
+	// Checkpoints are rare, so each export is synced: an anchor that is
+	// meant to be copied off the host should survive a crash.
+	if err := w.checkpoints.Sync(); err != nil {
+		w.log.Warn("audit checkpoint export sync failed", "seq", cp.Seq, "error", err)
+	}
+}
+
+// cutTornLine truncates the file at path after its last newline, so a line
+// torn by a crash mid-write is dropped before new lines are appended. A
+// missing file is left alone.
+func cutTornLine(path string) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) || len(data) == 0 {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	keep := bytes.LastIndexByte(data, '\n') + 1
+	if keep == len(data) {
+		return nil
+	}
+	return os.Truncate(path, int64(keep))
 }
 
 // fail marks the sink as unable to write. It closes the file, because
