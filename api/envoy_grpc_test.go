@@ -174,8 +174,13 @@ func TestGRPCDenyCustomStatusBody(t *testing.T) {
 	if denied.GetBody() != "slow down" {
 		t.Errorf("body = %q, want the policy's body", denied.GetBody())
 	}
+	got := headerOptions(denied.GetHeaders())
+	if ids := got["x-pdp-decision-id"]; len(ids) != 1 || ids[0] == "" {
+		t.Errorf("x-pdp-decision-id = %v, want the decision id", ids)
+	}
+	delete(got, "x-pdp-decision-id")
 	want := map[string][]string{"x-deny": {"1"}, "x-pdp-reason": {"policy.denied"}}
-	if got := headerOptions(denied.GetHeaders()); !reflect.DeepEqual(got, want) {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("headers = %v, want %v", got, want)
 	}
 	if md := resp.GetDynamicMetadata().AsMap(); md["why"] != "default" || md["decision_id"] == nil {

@@ -37,11 +37,18 @@ type upstreamChanges struct {
 // owns; "-" entries are skipped.
 func (c *Config) managedHeaders() []string {
 	h := c.IdentityHeaders
+	configured := []string{h.Subject, h.Tenant, h.Issuer, h.SpiffeID, h.DecisionID}
+	defaults := []string{DefaultSubjectHeader, DefaultTenantHeader, DefaultIssuerHeader,
+		DefaultSpiffeIDHeader, DefaultDecisionIDHeader}
 	var names []string
-	for _, n := range []string{h.Subject, h.Tenant, h.Issuer, h.SpiffeID, h.DecisionID} {
-		if n != "-" && n != "" {
-			names = append(names, n)
+	for i, n := range configured {
+		// "-" turns a header off: the PDP never sets it, but a client must
+		// still not pass the default name upstream, where an application may
+		// read it.
+		if n == "-" || n == "" {
+			n = defaults[i]
 		}
+		names = append(names, n)
 	}
 	return names
 }
@@ -65,12 +72,20 @@ func (c *Config) allowChanges(d *pdp.Decision) (upstreamChanges, error) {
 			ch.set = append(ch.set, headerField{name, v})
 		}
 	}
+	sent := map[string]bool{}
 	for _, f := range c.identityFields(d) {
 		if f.value == "" {
-			ch.remove = append(ch.remove, f.name)
 			continue
 		}
 		ch.set = append(ch.set, f)
+		sent[f.name] = true
+	}
+	// Every identity header the PDP does not set now, turned-off defaults
+	// included, is removed from the client's request.
+	for _, name := range c.managedHeaders() {
+		if !sent[name] {
+			ch.remove = append(ch.remove, name)
+		}
 	}
 	for _, name := range d.RequestHeadersToRemove {
 		if !managed[strings.ToLower(name)] {

@@ -205,7 +205,9 @@ func (e *Engine) route(req *Request, st *decisionState) error {
 		}
 	}
 	if e.opts.DefaultRoute == nil {
-		return Denyf(ReasonRouteUnmatched, "no route for %s %s %q", method, host, rawPath)
+		// The normalized path, without the query, which may carry
+		// credentials (access_token=...).
+		return Denyf(ReasonRouteUnmatched, "no route for %s %s %q", method, host, st.target.Path())
 	}
 	st.route = e.opts.DefaultRoute
 	return nil
@@ -300,6 +302,7 @@ func (e *Engine) finish(ctx context.Context, req *Request, st *decisionState, d 
 			d.Headers = Headers{}
 		}
 		d.Headers.Set("x-pdp-reason", string(d.Reason))
+		d.Headers.Set("x-pdp-decision-id", st.id)
 		if challenge := bearerChallenge(d.Reason); challenge != "" {
 			d.Headers.Set("www-authenticate", challenge)
 		}
