@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -147,11 +148,11 @@ func (a *authorizationServer) recoverCheck(ctx context.Context, req any, info *g
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			id := pdp.NewDecisionID()
-			a.log.Error("check panicked", "decision_id", id, "error", fmt.Sprint(r),
+			d := a.engine.Reject(ctx, &pdp.Request{FrontDoor: pdp.FrontDoorEnvoyGRPC},
+				pdp.ReasonPolicyError, fmt.Errorf("check panicked: %v", r))
+			a.log.Error("check panicked", "decision_id", d.ID, "error", fmt.Sprint(r),
 				"stack", string(debug.Stack()))
-			d := pdp.Decision{ID: id, Reason: pdp.ReasonPolicyError,
-				HTTPStatus: http.StatusForbidden}
+			d.HTTPStatus = http.StatusForbidden
 			resp, err = a.checkResponse(&d), nil
 		}
 	}()
@@ -159,15 +160,15 @@ func (a *authorizationServer) recoverCheck(ctx context.Context, req any, info *g
 }
 
 // rejectByLimits responds to a Check that the limits rejected with a denial
-// carrying the limit's reason code. It is not audited: shedding exists to
-// protect the PDP under overload, and the limits count it in metrics.
-func (a *authorizationServer) rejectByLimits(_ context.Context, info *grpc.UnaryServerInfo,
+// carrying the limit's reason code. The rejection is audited like any
+// decision, so the decision id it names has its record.
+func (a *authorizationServer) rejectByLimits(ctx context.Context, info *grpc.UnaryServerInfo,
 	reason pdp.Reason) (any, error) {
 	if info.FullMethod != authv3.Authorization_Check_FullMethodName {
 		return nil, nil
 	}
-	d := pdp.Decision{ID: pdp.NewDecisionID(), Reason: reason, HTTPStatus: reason.HTTPStatus(),
-		Headers: pdp.Headers{"x-pdp-reason": {string(reason)}}}
+	d := a.engine.Reject(ctx, &pdp.Request{FrontDoor: pdp.FrontDoorEnvoyGRPC}, reason,
+		errors.New("rejected by the request limits"))
 	return a.deniedResponse(&d), nil
 }
 

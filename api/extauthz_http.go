@@ -28,7 +28,7 @@ func (s *Server) extAuthz(c echo.Context) error {
 		Context:   map[string]any{},
 		Token:     s.gw.requestToken(headers),
 		HTTP: &pdp.HTTPRequest{
-			Method: r.Method, Host: r.Host, Path: originalTarget(r.RequestURI, s.gw.ExtAuthzPrefix),
+			Method: requestMethod(c), Host: r.Host, Path: originalTarget(r.RequestURI, s.gw.ExtAuthzPrefix),
 			Scheme: headers["x-forwarded-proto"], Protocol: r.Proto, Headers: headers,
 			Size: r.ContentLength,
 		},

@@ -10,7 +10,7 @@ import (
 )
 
 func TestLimitsShedAsGatewayDenials(t *testing.T) {
-	engine, _ := testEngine(t, "package pdp.authz\n\nallow := true\n", "data.pdp.authz.allow")
+	engine, aud := testEngine(t, "package pdp.authz\n\nallow := true\n", "data.pdp.authz.allow")
 	limits := NewLimits(LimitsConfig{MaxConcurrent: 1}, LimitsOptions{})
 	srv := startHTTP(t, Options{Engine: engine, Limits: limits})
 	if !limits.Limiter().TryAcquire() {
@@ -44,6 +44,13 @@ func TestLimitsShedAsGatewayDenials(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != tc.want {
 				t.Errorf("status = %d, want %d", resp.StatusCode, tc.want)
+			}
+			if got := resp.Header.Get("X-Pdp-Reason"); got != "request.overloaded" {
+				t.Errorf("x-pdp-reason = %q, want request.overloaded", got)
+			}
+			id := resp.Header.Get("X-Pdp-Decision-Id")
+			if _, ok := aud.Find(id); id == "" || !ok {
+				t.Errorf("shed request decision id %q has no audit record", id)
 			}
 		})
 	}

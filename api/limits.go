@@ -247,21 +247,27 @@ func (l *Limits) checkHeaderBytes(size int) error {
 // decisions, and an audit fsync per shed request would add load exactly
 // when the PDP is overloaded.
 func (l *Limits) Middleware() echo.MiddlewareFunc {
-	return l.middleware(nil)
+	return l.middleware(limitHooks{})
 }
 
-// middleware is Middleware with the rejection statuses passed through
-// mapStatus (nil keeps them), so gateway endpoints can turn them into
-// statuses their gateway treats as a denial.
-func (l *Limits) middleware(mapStatus func(path string, status int) int) echo.MiddlewareFunc {
+// limitHooks adapt the limits' rejections to the server that uses them.
+type limitHooks struct {
+	// mapStatus turns a rejection status into one the endpoint's gateway
+	// treats as a denial.
+	mapStatus func(path string, status int) int
+	// record audits the rejection as a decision and returns it.
+	record func(c echo.Context, reason pdp.Reason, err error) pdp.Decision
+}
+
+// middleware is Middleware with hooks: statuses passed through
+// hooks.mapStatus, and each rejection recorded through hooks.record.
+func (l *Limits) middleware(hooks limitHooks) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			if l.opts.Skip(c) {
 				return next(c)
 			}
-			if mapStatus != nil {
-				c.Set(statusMapKey, mapStatus)
-			}
+			c.Set(limitHooksKey, hooks)
 			if err := l.checkHTTPHeaders(c.Request().Header); err != nil {
 				return l.rejectHTTP(c, http.StatusRequestHeaderFieldsTooLarge, err)
 			}
@@ -304,15 +310,22 @@ func (l *Limits) withDeadline(c echo.Context, next echo.HandlerFunc) error {
 func (l *Limits) rejectHTTP(c echo.Context, status int, err error) error {
 	reason := pdp.ReasonOf(err, pdp.ReasonRequestInvalid)
 	l.reject(reason, err, "path", c.Request().URL.Path)
-	if mapStatus, ok := c.Get(statusMapKey).(func(string, int) int); ok {
-		status = mapStatus(c.Request().URL.Path, status)
+	body := errorBody{Reason: reason, Message: reason.Text()}
+	hooks, _ := c.Get(limitHooksKey).(limitHooks)
+	if hooks.mapStatus != nil {
+		status = hooks.mapStatus(c.Request().URL.Path, status)
 	}
-	return c.JSON(status, errorBody{Reason: reason, Message: reason.Text()})
+	if hooks.record != nil {
+		d := hooks.record(c, reason, err)
+		body.DecisionID = d.ID
+		c.Response().Header().Set("x-pdp-decision-id", d.ID)
+	}
+	c.Response().Header().Set("x-pdp-reason", string(reason))
+	return c.JSON(status, body)
 }
 
-// statusMapKey is the echo context key of the status mapping of
-// middleware.
-const statusMapKey = "pdp.limits.status_map"
+// limitHooksKey is the echo context key of the hooks of middleware.
+const limitHooksKey = "pdp.limits.hooks"
 
 // reject logs and counts one rejected request.
 func (l *Limits) reject(reason pdp.Reason, err error, attrs ...any) {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -46,6 +47,13 @@ func (l *Limits) UnaryServerInterceptor(reject GRPCRejectFunc) grpc.UnaryServerI
 		}
 		if err := l.checkMetadata(ctx); err != nil {
 			return l.rejectGRPC(ctx, info, err, reject)
+		}
+		// A Check carries the original request's headers in its message, not
+		// in gRPC metadata.
+		if cr, ok := req.(*authv3.CheckRequest); ok {
+			if err := l.CheckHeaders(cr.GetAttributes().GetRequest().GetHttp().GetHeaders()); err != nil {
+				return l.rejectGRPC(ctx, info, err, reject)
+			}
 		}
 		if !l.limiter.TryAcquire() {
 			return l.rejectGRPC(ctx, info,

@@ -80,10 +80,11 @@ func NewServer(opts Options) *Server {
 	handleError := errorHandler(opts.Logger, s.gatewayStatus)
 	e.HTTPErrorHandler = handleError
 	s.querier, _ = opts.Engine.(Querier)
+	e.Pre(s.keepGatewayMethod)
 	e.Use(s.recoverPanic)
 	e.Use(extractTraceContext)
 	if opts.Limits != nil {
-		e.Use(opts.Limits.middleware(s.gatewayStatus))
+		e.Use(opts.Limits.middleware(limitHooks{mapStatus: s.gatewayStatus, record: s.recordRejection}))
 	}
 	e.Use(opts.Middleware...)
 	s.routes()
@@ -137,6 +138,63 @@ func (s *Server) gatewayStatus(path string, status int) int {
 		}
 	}
 	return status
+}
+
+// routedMethods are the methods echo routes for Any.
+var routedMethods = map[string]bool{
+	http.MethodConnect: true, http.MethodDelete: true, http.MethodGet: true, http.MethodHead: true,
+	http.MethodOptions: true, http.MethodPatch: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodTrace: true, "PROPFIND": true, "REPORT": true,
+}
+
+// originalMethodKey is the echo context key of a request method that
+// keepGatewayMethod routed as GET.
+const originalMethodKey = "pdp.original_method"
+
+// keepGatewayMethod lets the Envoy HTTP endpoint take any request method:
+// Envoy's HTTP mode forwards the original method (PURGE, QUERY, MKCOL...),
+// and echo answers 405 to a method it does not route. Such a method is
+// kept in the context and the request is routed as GET.
+func (s *Server) keepGatewayMethod(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if !routedMethods[r.Method] && s.frontDoorOf(r.URL.Path) == pdp.FrontDoorEnvoyHTTP {
+			c.Set(originalMethodKey, r.Method)
+			r.Method = http.MethodGet
+		}
+		return next(c)
+	}
+}
+
+// requestMethod returns the method the client sent.
+func requestMethod(c echo.Context) string {
+	if m, ok := c.Get(originalMethodKey).(string); ok {
+		return m
+	}
+	return c.Request().Method
+}
+
+// recordRejection audits a request that the limits rejected before it
+// reached a handler, under the front door its path belongs to, so every
+// answer that names a decision id has its audit record.
+func (s *Server) recordRejection(c echo.Context, reason pdp.Reason, err error) pdp.Decision {
+	return s.opts.Engine.Reject(c.Request().Context(), &pdp.Request{FrontDoor: s.frontDoorOf(c.Request().URL.Path)},
+		reason, err)
+}
+
+// frontDoorOf names the front door that serves path.
+func (s *Server) frontDoorOf(path string) string {
+	switch {
+	case path == s.gw.NGINXPath:
+		return pdp.FrontDoorNGINX
+	case path == s.gw.ExtAuthzPrefix || strings.HasPrefix(path, s.gw.ExtAuthzPrefix+"/"):
+		return pdp.FrontDoorEnvoyHTTP
+	case strings.HasPrefix(path, "/access/"):
+		return pdp.FrontDoorAuthZEN
+	case path == "/" || path == "/v1/data" || strings.HasPrefix(path, "/v1/data/"):
+		return pdp.FrontDoorOPA
+	}
+	return pdp.FrontDoorDirect
 }
 
 // recoverPanic turns a panic in a handler into a logged error answer, so a
