@@ -48,6 +48,11 @@ type Config struct {
 	// Path is a bundle directory or a bundle file ending in .tar.gz or
 	// .tgz. It cannot be combined with URL. Default: none.
 	Path string `yaml:"path"`
+	// BaseDir is the directory prefix that a signed .tar.gz bundle's
+	// signature puts before each file name ("/foo/bar" when the signed
+	// names read "foo/bar/.manifest"), as OPA's reader option of the same
+	// name. Default none: names are relative to the bundle root.
+	BaseDir string `yaml:"base_dir"`
 	// URL is the base URL of a remote bundle server, for example
 	// https://bundles.example.test. Default: none.
 	URL string `yaml:"url"`

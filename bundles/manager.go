@@ -73,7 +73,7 @@ func NewManager(cfg Config, opts Options) (*Manager, error) {
 		log:         opts.Logger,
 		opts:        opts,
 		entrypoint:  entrypoint,
-		reader:      readSettings{verification: vc, maxSize: cfg.MaxSize},
+		reader:      readSettings{verification: vc, maxSize: cfg.MaxSize, baseDir: cfg.BaseDir},
 		missingPoll: missingPollInterval,
 	}
 	switch {

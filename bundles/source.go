@@ -24,6 +24,9 @@ const (
 type readSettings struct {
 	verification *bundle.VerificationConfig
 	maxSize      int64
+	// baseDir is the directory prefix of the file names in the bundle's
+	// signature, "" for none.
+	baseDir string
 }
 
 // newVerificationConfig maps the signing settings to OPA's verification
@@ -48,11 +51,14 @@ func newVerificationConfig(s SigningConfig) (*bundle.VerificationConfig, error) 
 // modules, checks roots and verifies signatures.
 func (s readSettings) read(loader bundle.DirectoryLoader) (*bundle.Bundle, error) {
 	loader = loader.WithSizeLimitBytes(s.maxSize)
-	b, err := bundle.NewCustomReader(loader).
+	reader := bundle.NewCustomReader(loader).
 		WithBundleVerificationConfig(s.verification).
 		WithSizeLimitBytes(s.maxSize).
-		WithRegoVersion(ast.RegoV1).
-		Read()
+		WithRegoVersion(ast.RegoV1)
+	if s.baseDir != "" {
+		reader = reader.WithBaseDir(s.baseDir)
+	}
+	b, err := reader.Read()
 	if err != nil {
 		return nil, err
 	}
@@ -66,6 +72,9 @@ func (s readSettings) readDirectory(path string) (*bundle.Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The base directory is a property of signed tarballs; directory
+	// loaders name files relative to dir.
+	s.baseDir = ""
 	return s.read(bundle.NewDirectoryLoader(dir))
 }
 
@@ -99,7 +108,11 @@ func (s readSettings) readTarball(file string) (*bundle.Bundle, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return s.read(bundle.NewTarballLoaderWithBaseURL(f, file))
+	baseURL := file
+	if s.baseDir != "" {
+		baseURL = s.baseDir
+	}
+	return s.read(bundle.NewTarballLoaderWithBaseURL(f, baseURL))
 }
 
 // readFS reads a bundle from a file system such as the embedded bundle.

@@ -34,6 +34,8 @@ type bundleCase struct {
 	path    string
 	signing bundles.SigningConfig
 	maxSize int64
+	// baseDir is the bundle.base_dir setting, "" for none.
+	baseDir string
 	// loads is true when the bundle must be accepted.
 	loads bool
 	// errorText must appear in the rejection error when set.
@@ -178,6 +180,7 @@ func adjustBundleCase(c bundleCase) []bundleCase {
 		atRoot.name += "/at_root"
 		atRoot.loads, atRoot.errorText = false, "not included in bundle signature"
 		c.name += "/base_dir"
+		c.baseDir = "/foo/bar"
 		return []bundleCase{atRoot, c}
 	case "signed-hs256-exclude-files":
 		c.entrypoint, c.want = "data.a.b.c", []any{json.Number("1"), json.Number("2"), json.Number("3")}
@@ -240,7 +243,8 @@ func readVerification(path string) (bundles.SigningConfig, error) {
 // run loads the case's bundle once with a fresh manager.
 func (c bundleCase) run() error {
 	watch := false
-	cfg := bundles.Config{Path: c.path, Signing: c.signing, MaxSize: c.maxSize, Entrypoint: c.entrypoint, Watch: &watch}
+	cfg := bundles.Config{Path: c.path, BaseDir: c.baseDir, Signing: c.signing, MaxSize: c.maxSize,
+		Entrypoint: c.entrypoint, Watch: &watch}
 	m, err := bundles.NewManager(cfg, bundles.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		if !c.loads {
