@@ -2,7 +2,7 @@
 // policies, JWT vectors and Envoy CheckRequests, and prints one line per
 // case and a pass/fail count per suite.
 //
-//	go run ./test/acceptance -corpus ../shared/corpus [-suite bundles]
+//	go run ./test/acceptance -corpus DIR [-suite bundles]
 package main
 
 import (
@@ -58,7 +58,7 @@ func main() {
 	only := flag.String("suite", "", "run only the named suite")
 	flag.Parse()
 	if *corpus == "" {
-		fmt.Fprintln(os.Stderr, "acceptance: -corpus is required, for example -corpus ../shared/corpus")
+		fmt.Fprintln(os.Stderr, "acceptance: -corpus is required: the folder of the acceptance corpus")
 		os.Exit(2)
 	}
 	if _, err := os.Stat(*corpus); err != nil {
