@@ -267,17 +267,16 @@ func (l *Limits) middleware(hooks limitHooks) echo.MiddlewareFunc {
 			if l.opts.Skip(c) {
 				return next(c)
 			}
-			c.Set(limitHooksKey, hooks)
 			if err := l.checkHTTPHeaders(c.Request().Header); err != nil {
-				return l.rejectHTTP(c, http.StatusRequestHeaderFieldsTooLarge, err)
+				return l.rejectHTTP(c, hooks, http.StatusRequestHeaderFieldsTooLarge, err)
 			}
 			if !l.limiter.TryAcquire() {
 				c.Response().Header().Set("Retry-After", strconv.Itoa(l.RetryAfterSeconds()))
-				return l.rejectHTTP(c, http.StatusTooManyRequests,
+				return l.rejectHTTP(c, hooks, http.StatusTooManyRequests,
 					pdp.Denyf(pdp.ReasonOverloaded, "%d decisions in flight", l.limiter.Max()))
 			}
 			defer l.limiter.Release()
-			return l.withDeadline(c, next)
+			return l.withDeadline(c, hooks, next)
 		}
 	}
 }
@@ -285,7 +284,7 @@ func (l *Limits) middleware(hooks limitHooks) echo.MiddlewareFunc {
 // withDeadline runs next under the decision deadline. The deadline is
 // cooperative: next runs on this goroutine and is never abandoned, so a
 // step that ignores its context still finishes before the response.
-func (l *Limits) withDeadline(c echo.Context, next echo.HandlerFunc) error {
+func (l *Limits) withDeadline(c echo.Context, hooks limitHooks, next echo.HandlerFunc) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), l.cfg.DecisionTimeout)
 	defer cancel()
 	c.SetRequest(c.Request().WithContext(ctx))
@@ -302,16 +301,15 @@ func (l *Limits) withDeadline(c echo.Context, next echo.HandlerFunc) error {
 	if !errors.Is(ctx.Err(), context.DeadlineExceeded) || c.Response().Committed {
 		return err
 	}
-	return l.rejectHTTP(c, http.StatusServiceUnavailable, pdp.Denyf(pdp.ReasonTimeout,
+	return l.rejectHTTP(c, hooks, http.StatusServiceUnavailable, pdp.Denyf(pdp.ReasonTimeout,
 		"no response within decision_timeout %s (handler error: %v)", l.cfg.DecisionTimeout, err))
 }
 
 // rejectHTTP sends the error response for a request the limits rejected.
-func (l *Limits) rejectHTTP(c echo.Context, status int, err error) error {
+func (l *Limits) rejectHTTP(c echo.Context, hooks limitHooks, status int, err error) error {
 	reason := pdp.ReasonOf(err, pdp.ReasonRequestInvalid)
 	l.reject(reason, err, "path", c.Request().URL.Path)
 	body := errorBody{Reason: reason, Message: reason.Text()}
-	hooks, _ := c.Get(limitHooksKey).(limitHooks)
 	if hooks.mapStatus != nil {
 		status = hooks.mapStatus(c.Request().URL.Path, status)
 	}
@@ -323,9 +321,6 @@ func (l *Limits) rejectHTTP(c echo.Context, status int, err error) error {
 	c.Response().Header().Set("x-pdp-reason", string(reason))
 	return c.JSON(status, body)
 }
-
-// limitHooksKey is the echo context key of the hooks of middleware.
-const limitHooksKey = "pdp.limits.hooks"
 
 // reject logs and counts one rejected request.
 func (l *Limits) reject(reason pdp.Reason, err error, attrs ...any) {
