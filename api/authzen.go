@@ -203,7 +203,7 @@ func (ev authzenEvaluation) toRequest(c echo.Context) (*pdp.Request, error) {
 }
 
 // rejectAuthZEN records a deny for a request that could not be read and
-// answers with the reason's status and an AuthZEN decision body.
+// responds with the reason's status and an AuthZEN decision body.
 func (s *Server) rejectAuthZEN(c echo.Context, req *pdp.Request, err error) error {
 	reason := pdp.ReasonOf(err, pdp.ReasonRequestInvalid)
 	d := s.opts.Engine.Reject(c.Request().Context(), req, reason, err)

@@ -10,7 +10,7 @@ import (
 	"github.com/authgate/pdp/pdp"
 )
 
-// errorBody is the JSON body of every error answer: a stable reason code and
+// errorBody is the JSON body of every error response: a stable reason code and
 // a generic text, never internals.
 type errorBody struct {
 	DecisionID string     `json:"decision_id,omitempty"`

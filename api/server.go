@@ -123,16 +123,16 @@ func (s *Server) gatewayRoutes() {
 }
 
 // gatewayStatus maps an error status on a gateway endpoint to one its
-// gateway treats as a denial: Envoy's HTTP mode lets a 5xx through when
+// gateway treats as a denial. Envoy's HTTP mode lets a 5xx through when
 // failure_mode_allow is on, and NGINX auth_request turns anything but 2xx,
 // 401 and 403 into a 500, so both get 403 instead.
 func (s *Server) gatewayStatus(path string, status int) int {
-	switch {
-	case path == s.gw.NGINXPath:
+	switch s.frontDoorOf(path) {
+	case pdp.FrontDoorNGINX:
 		if status != http.StatusUnauthorized && status != http.StatusForbidden {
 			return http.StatusForbidden
 		}
-	case path == s.gw.ExtAuthzPrefix || strings.HasPrefix(path, s.gw.ExtAuthzPrefix+"/"):
+	case pdp.FrontDoorEnvoyHTTP:
 		if status >= http.StatusInternalServerError {
 			return http.StatusForbidden
 		}
@@ -151,9 +151,9 @@ var routedMethods = map[string]bool{
 // keepGatewayMethod routed as GET.
 const originalMethodKey = "pdp.original_method"
 
-// keepGatewayMethod lets the Envoy HTTP endpoint take any request method:
+// keepGatewayMethod lets the Envoy HTTP endpoint take any request method.
 // Envoy's HTTP mode forwards the original method (PURGE, QUERY, MKCOL...),
-// and echo answers 405 to a method it does not route. Such a method is
+// and echo responds 405 to a method it does not route. Such a method is
 // kept in the context and the request is routed as GET.
 func (s *Server) keepGatewayMethod(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
@@ -175,8 +175,8 @@ func requestMethod(c echo.Context) string {
 }
 
 // recordRejection audits a request that the limits rejected before it
-// reached a handler, under the front door its path belongs to, so every
-// answer that names a decision id has its audit record.
+// reached a handler, under the front door its path belongs to. Every
+// response that names a decision id then has its audit record.
 func (s *Server) recordRejection(c echo.Context, reason pdp.Reason, err error) pdp.Decision {
 	return s.opts.Engine.Reject(c.Request().Context(), &pdp.Request{FrontDoor: s.frontDoorOf(c.Request().URL.Path)},
 		reason, err)
@@ -197,8 +197,8 @@ func (s *Server) frontDoorOf(path string) string {
 	return pdp.FrontDoorDirect
 }
 
-// recoverPanic turns a panic in a handler into a logged error answer, so a
-// gateway gets a denial instead of a reset connection, which Envoy's
+// recoverPanic turns a panic in a handler into a logged error response, so
+// a gateway gets a denial instead of a reset connection, which Envoy's
 // failure_mode_allow would let through.
 func (s *Server) recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {

@@ -7,7 +7,7 @@ import (
 
 // Repeated-error logging: during an outage every decision fails the same
 // way, so each reason logs at most logBurst lines at its own level per
-// logWindow; the rest go to Debug, and the next line at full level carries
+// logWindow. The rest go to Debug, and the next line at full level carries
 // the count that was demoted.
 const (
 	logBurst  = 10

@@ -28,7 +28,7 @@ func (t ParsedTarget) Path() string {
 }
 
 // ParseTarget normalizes a raw request target as every gateway front door
-// sees it: origin form ("/a/b?q=1") or absolute form ("https://host/a/b?q=1").
+// receives it: origin form ("/a/b?q=1") or absolute form ("https://host/a/b?q=1").
 //
 // The steps, in order:
 //   - the query string is split off at the first "?" and parsed with

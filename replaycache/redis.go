@@ -81,7 +81,7 @@ func (s *redisStore) Check(ctx context.Context, c pdp.ReplayCheck) error {
 	status, got, err := s.run(ctx, c, now, "")
 	if err != nil {
 		// TODO: a script that ran after its reply timed out has used the
-		// message id, so the sender's retry is denied as a replay; undoing
+		// message id, so the sender's retry is denied as a replay. Undoing
 		// the attempt needs a compare-and-delete keyed by an attempt token.
 		return err
 	}

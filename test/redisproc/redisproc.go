@@ -219,7 +219,7 @@ type Sentinel struct {
 
 // StartSentinel starts a master and one Sentinel that monitors it under
 // the name "pdpmaster", with a quorum of 1, and waits until the Sentinel
-// knows the master's address.
+// reports the master's address.
 func StartSentinel(t testing.TB) *Sentinel {
 	t.Helper()
 	master := Start(t)
