@@ -77,8 +77,7 @@ func NewServer(opts Options) *Server {
 		opts: opts, gw: opts.Gateway.withDefaults(), echo: e, log: opts.Logger,
 		draining: make(chan struct{}),
 	}
-	handleError := errorHandler(opts.Logger, s.gatewayStatus)
-	e.HTTPErrorHandler = handleError
+	e.HTTPErrorHandler = errorHandler(opts.Logger, s.gatewayStatus)
 	s.querier, _ = opts.Engine.(Querier)
 	e.Pre(s.keepGatewayMethod)
 	e.Use(s.recoverPanic)
