@@ -18,6 +18,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown"
 
 	"github.com/authgate/pdp/pdp"
 )
@@ -59,7 +60,11 @@ func compile(ctx context.Context, b *bundle.Bundle, opts compileOptions) (*revis
 		return nil, errors.New("delta bundles are not supported: serve a snapshot bundle")
 	}
 
-	store := inmem.NewFromObjectWithOpts(b.Data, inmem.OptRoundTripOnWrite(false))
+	// The store keeps the data as AST values, so an evaluation that reads
+	// data does not convert it from Go values each time. OPA's server does
+	// this only with --optimize-store-for-read-speed.
+	store := inmem.NewFromObjectWithOpts(b.Data,
+		inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
 	compiler, err := compileModules(ctx, store, b)
 	if err != nil {
 		return nil, err
@@ -213,7 +218,13 @@ func dataRef(path string) ast.Ref {
 // first, which ast.InterfaceToValue does only for struct values. The result
 // holds plain Go values, with numbers as json.Number.
 func evalPrepared(ctx context.Context, query rego.PreparedEvalQuery, input any) (any, bool, error) {
-	opts := make([]rego.EvalOption, 0, 1)
+	// The query gets its own cancellation handle: without one, OPA starts
+	// a goroutine per evaluation to watch ctx.
+	cancel := topdown.NewCancel()
+	stop := context.AfterFunc(ctx, cancel.Cancel)
+	defer stop()
+	opts := make([]rego.EvalOption, 0, 2)
+	opts = append(opts, rego.EvalExternalCancel(cancel))
 	if input != nil {
 		value, err := ast.InterfaceToValue(input)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -90,6 +91,38 @@ func BenchmarkFrontDoor(b *testing.B) {
 			}
 		})
 	})
+
+	b.Run("door=opa_rest", func(b *testing.B) {
+		handler := api.NewServer(api.Options{
+			Engine: newEngine(b, audit.DurabilityNone), Logger: discardLogger(),
+		}).Handler()
+		input, err := os.ReadFile("../../bench/scenarios/gateway-input.json")
+		if err != nil {
+			b.Fatal(err)
+		}
+		body := append(append([]byte(`{"input":`), input...), '}')
+		const path = "/v1/data/pdp/authz/decision"
+		if rec := post(handler, path, body); !bytes.Contains(rec.Body.Bytes(), []byte(`"allowed":true`)) {
+			b.Fatalf("POST %s returned %d %s, want an allow", path, rec.Code, rec.Body)
+		}
+
+		b.SetParallelism(parallelism)
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				post(handler, path, body)
+			}
+		})
+	})
+}
+
+func post(handler http.Handler, path string, body []byte) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	handler.ServeHTTP(rec, req)
+	return rec
 }
 
 func postDecision(handler http.Handler, body []byte) *httptest.ResponseRecorder {
