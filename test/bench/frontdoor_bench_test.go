@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -96,11 +95,7 @@ func BenchmarkFrontDoor(b *testing.B) {
 		handler := api.NewServer(api.Options{
 			Engine: newEngine(b, audit.DurabilityNone), Logger: discardLogger(),
 		}).Handler()
-		input, err := os.ReadFile("../../bench/scenarios/gateway-input.json")
-		if err != nil {
-			b.Fatal(err)
-		}
-		body := append(append([]byte(`{"input":`), input...), '}')
+		body := gatewayDataBody(b)
 		const path = "/v1/data/pdp/authz/decision"
 		if rec := post(handler, path, body); !bytes.Contains(rec.Body.Bytes(), []byte(`"allowed":true`)) {
 			b.Fatalf("POST %s returned %d %s, want an allow", path, rec.Code, rec.Body)
