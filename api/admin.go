@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -21,7 +23,9 @@ type AdminOptions struct {
 	Reload func(ctx context.Context) error
 	// Metrics, when set, is served at GET /metrics.
 	Metrics http.Handler
-	Logger  *slog.Logger
+	// Pprof serves net/http/pprof's profiles under /debug/pprof/.
+	Pprof  bool
+	Logger *slog.Logger
 }
 
 // AdminServer is the admin HTTP listener: revocations, bundle reload and
@@ -46,6 +50,9 @@ func NewAdminServer(opts AdminOptions) *AdminServer {
 	if opts.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(opts.Metrics))
 	}
+	if opts.Pprof {
+		e.Any("/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(servePprof)))
+	}
 	g := e.Group("/v1/admin")
 	RegisterRevocation(g, opts.Revoker)
 	g.POST("/bundle/reload", func(c echo.Context) error {
@@ -58,6 +65,23 @@ func NewAdminServer(opts AdminOptions) *AdminServer {
 		return c.JSON(http.StatusOK, map[string]string{"status": "reloaded"})
 	})
 	return &AdminServer{echo: e, log: opts.Logger}
+}
+
+// servePprof routes /debug/pprof/NAME to net/http/pprof. Its Index serves
+// the named runtime profiles (heap, goroutine, ...) as well as the index.
+func servePprof(w http.ResponseWriter, r *http.Request) {
+	switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Index(w, r)
+	}
 }
 
 // Handler returns the admin http.Handler, for tests.

@@ -112,6 +112,9 @@ type AdminConfig struct {
 	TokenFile string `yaml:"token_file"`
 	// TLS serves the listener over TLS 1.3; see http.tls.
 	TLS transport.TLSConfig `yaml:"tls"`
+	// Pprof serves Go's runtime profiles under /debug/pprof/, behind the
+	// admin token. Default false.
+	Pprof bool `yaml:"pprof"`
 }
 
 // LogConfig sets the structured logger.

@@ -50,7 +50,7 @@ func (a *app) buildServers(context.Context) error {
 		}
 		a.admin = api.NewAdminServer(api.AdminOptions{
 			Token: strings.TrimSpace(string(token)), Revoker: a.identity,
-			Reload: a.bundles.Reload, Metrics: metrics, Logger: a.log,
+			Reload: a.bundles.Reload, Metrics: metrics, Pprof: a.cfg.Admin.Pprof, Logger: a.log,
 		})
 	}
 	return nil
