@@ -70,6 +70,8 @@ func runGHZ(ctx context.Context, ghz, dir string, srv *server, req *authv3.Check
 	if err != nil {
 		return nil, err
 	}
+	profileDone := startProfile(ctx, srv, label, d)
+	defer profileDone()
 	cmd := exec.CommandContext(ctx, ghz, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -161,6 +161,8 @@ func runHTTP(ctx context.Context, srv *server, w httpWorkload, rate int, d time.
 	clientStart := selfCPU()
 	res := &runResult{server: srv.name, label: label, rate: rate, tool: "vegeta", samples: make([]sample, 0, 1024)}
 	began := time.Now()
+	profileDone := startProfile(ctx, srv, label, d)
+	defer profileDone()
 	results := attacker.Attack(targeter, pacer, d, srv.name)
 	for r := range results {
 		if ctx.Err() != nil {
@@ -193,7 +195,7 @@ func scrapeServerMetrics(ctx context.Context, srv *server) *serverMetrics {
 	if !strings.HasPrefix(srv.name, serverPDP) {
 		return nil
 	}
-	return scrapeMetrics(ctx, srv.baseURL)
+	return scrapeMetrics(ctx, srv)
 }
 
 // ownTime returns the PDP's decision latency histogram of the run, nil

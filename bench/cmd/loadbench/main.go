@@ -66,9 +66,11 @@ func run() int {
 	flag.StringVar(&o.revision, "revision", "", "source revision of the PDP binary to print in the report "+
 		"(default: git rev-parse HEAD of the working directory)")
 	flag.BoolVar(&o.keepWork, "keep", false, "keep the work directory")
+	flag.StringVar(&profileDir, "profile", "", "`directory` for a CPU profile of every PDP run, taken through the admin listener")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	slog.SetDefault(log)
 	if o.command == "" {
 		o.command = strings.Join(os.Args, " ")
 	}
@@ -116,6 +118,11 @@ func prepare(o *options) error {
 	}
 	if _, err := os.Stat(o.ghzBin); err != nil {
 		o.ghzBin = ""
+	}
+	if profileDir != "" {
+		if err := os.MkdirAll(profileDir, 0o755); err != nil {
+			return err
+		}
 	}
 	if o.workDir == "" {
 		dir, err := os.MkdirTemp("", "loadbench-")

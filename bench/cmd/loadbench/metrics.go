@@ -38,14 +38,22 @@ func newServerMetrics() *serverMetrics {
 	return &serverMetrics{decisions: histogram{}, stepSeconds: map[string]float64{}, stepCount: map[string]float64{}}
 }
 
-// scrapeMetrics reads the PDP's GET /metrics. It returns nil when the PDP
-// does not serve the decision histogram.
-func scrapeMetrics(ctx context.Context, baseURL string) *serverMetrics {
+// scrapeMetrics reads the PDP's GET /metrics, from the admin listener
+// when srv has one. It returns nil when the PDP does not serve the
+// decision histogram.
+func scrapeMetrics(ctx context.Context, srv *server) *serverMetrics {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/metrics", nil)
+	url := srv.baseURL + "/metrics"
+	if srv.adminURL != "" {
+		url = srv.adminURL + "/metrics"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil
+	}
+	if srv.adminURL != "" {
+		req.Header.Set("Authorization", "Bearer "+adminToken)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

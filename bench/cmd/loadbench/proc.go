@@ -33,6 +33,9 @@ type server struct {
 	baseURL string
 	// grpcAddr is 127.0.0.1:PORT of the gRPC listener, if any.
 	grpcAddr string
+	// adminURL is http://127.0.0.1:PORT of the admin listener, if any; it
+	// then serves /metrics and the profiles.
+	adminURL string
 	done     chan struct{}
 	waitErr  error
 }

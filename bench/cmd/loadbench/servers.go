@@ -51,6 +51,12 @@ func (h *harness) startPDP(ctx context.Context, dir string, extra map[string]any
 		"log":      map[string]any{"level": "warn", "format": "json"},
 		"audit":    map[string]any{"dir": filepath.Join(dir, "audit"), "durability": "batch"},
 	}
+	var adminURL string
+	if profileDir != "" {
+		if cfg["admin"], adminURL, err = adminSettings(dir); err != nil {
+			return nil, err
+		}
+	}
 	for k, v := range extra {
 		cfg[k] = v
 	}
@@ -70,6 +76,7 @@ func (h *harness) startPDP(ctx context.Context, dir string, extra map[string]any
 		return nil, err
 	}
 	srv.grpcAddr = fmt.Sprintf("%s:%d", loopback, grpcPort)
+	srv.adminURL = adminURL
 	return srv, nil
 }
 
