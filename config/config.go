@@ -59,6 +59,9 @@ type Config struct {
 	// Tracing selects the OpenTelemetry exporter; off by default.
 	Tracing telemetry.TracingConfig `yaml:"tracing"`
 
+	// Memory tunes the garbage collector.
+	Memory MemoryConfig `yaml:"memory"`
+
 	// PolicyTimeout bounds one policy evaluation; default 500ms.
 	PolicyTimeout time.Duration `yaml:"policy_timeout"`
 	// ShutdownTimeout bounds the graceful stop on SIGTERM; default 10s.
@@ -137,6 +140,7 @@ func Default() *Config {
 		HTTP:            HTTPConfig{Addr: DefaultHTTPAddr, MaxBodyBytes: DefaultMaxBodyBytes},
 		GRPC:            GRPCConfig{Addr: DefaultGRPCAddr},
 		Log:             LogConfig{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Memory:          MemoryConfig{GCPercent: DefaultGCPercent, Limit: MemoryLimitAuto},
 		PolicyTimeout:   pdp.DefaultPolicyTimeout,
 		ShutdownTimeout: DefaultShutdownTimeout,
 		Routes:          []pdp.Route{{Name: "default"}},
@@ -225,6 +229,7 @@ func (c *Config) Validate() error {
 		add("audit.redis_stream.enabled", errors.New("requires replay.backend: redis, whose connection it uses"))
 	}
 
+	add("memory", c.Memory.Validate())
 	add("gateway", c.Gateway.Validate())
 	add("bundle", c.Bundle.Validate())
 	add("audit", c.Audit.Validate())
