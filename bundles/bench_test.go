@@ -33,9 +33,12 @@ func gatewayInput() map[string]any {
 	}
 }
 
-func shippedPolicy(b *testing.B) *revision {
+// shippedPolicy returns the active revision of the embedded bundle, with
+// the decision cache off for cacheSize -1.
+func shippedPolicy(b testing.TB, cacheSize int) *revision {
 	b.Helper()
-	m, err := NewManager(Config{}, Options{Embedded: policies.Bundle, Logger: slog.New(slog.DiscardHandler)})
+	m, err := NewManager(Config{DecisionCacheSize: cacheSize},
+		Options{Embedded: policies.Bundle, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -47,20 +50,28 @@ func shippedPolicy(b *testing.B) *revision {
 }
 
 // BenchmarkEval measures one decision of the shipped policy, input
-// conversion included.
+// conversion included: cache=off evaluates every time, cache=hit answers
+// the same input from the decision cache.
 func BenchmarkEval(b *testing.B) {
-	p := shippedPolicy(b)
-	input := gatewayInput()
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		result, _, err := p.Eval(ctx, ast.MustInterfaceToValue(input))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if result.(map[string]any)["allowed"] != true {
-			b.Fatalf("result = %v, want allowed", result)
-		}
+	for _, bc := range []struct {
+		name string
+		size int
+	}{{"cache=off", -1}, {"cache=hit", 0}} {
+		b.Run(bc.name, func(b *testing.B) {
+			p := shippedPolicy(b, bc.size)
+			input := gatewayInput()
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				result, _, err := p.Eval(ctx, ast.MustInterfaceToValue(input))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if result.(map[string]any)["allowed"] != true {
+					b.Fatalf("result = %v, want allowed", result)
+				}
+			}
+		})
 	}
 }
 
@@ -68,12 +79,12 @@ func BenchmarkEval(b *testing.B) {
 // rego.EvalInput, which round-trips the input through JSON, for
 // comparison with the ast.InterfaceToValue path Eval uses.
 func BenchmarkEvalInputRoundTrip(b *testing.B) {
-	p := shippedPolicy(b)
+	p := shippedPolicy(b, -1)
 	input := gatewayInput()
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		rs, err := p.decision.Eval(ctx, rego.EvalInput(input))
+		rs, err := p.decision.eval.Eval(ctx, rego.EvalInput(input))
 		if err != nil || len(rs) == 0 {
 			b.Fatal(err)
 		}

@@ -36,6 +36,10 @@ const (
 	// DefaultQueryCacheSize bounds the prepared data queries kept per
 	// revision for the /v1/data API.
 	DefaultQueryCacheSize = 256
+	// DefaultDecisionCacheSize bounds the cached results per revision.
+	// One entry holds a result and a 32-byte key, typically well under
+	// 2 KB for decision objects like the shipped policy's.
+	DefaultDecisionCacheSize = 4096
 	// DefaultWatchDebounce is how long the file watcher waits after the last
 	// change event before it reloads, so an editor's burst of writes causes
 	// one reload.
@@ -79,6 +83,13 @@ type Config struct {
 	// QueryCacheSize is the number of prepared /v1/data queries kept per
 	// revision. Default DefaultQueryCacheSize.
 	QueryCacheSize int `yaml:"query_cache_size"`
+	// DecisionCacheSize is the number of evaluation results kept per
+	// revision, keyed by the query and the input parts the policy can
+	// read; -1 turns the cache off. Policies that call a builtin whose
+	// answer can change between calls (time.now_ns, http.send,
+	// io.jwt.decode_verify, ...) are never cached. Default
+	// DefaultDecisionCacheSize.
+	DecisionCacheSize int `yaml:"decision_cache_size"`
 }
 
 // PollingConfig sets the wait between polls of the bundle server. OPA's
@@ -199,6 +210,9 @@ func (c *Config) Validate() error {
 	if c.QueryCacheSize < 0 {
 		add("bundle.query_cache_size: %d is negative", c.QueryCacheSize)
 	}
+	if c.DecisionCacheSize < -1 {
+		add("bundle.decision_cache_size: %d is not -1 (off) or a size", c.DecisionCacheSize)
+	}
 	errs = append(errs, c.Polling.validate())
 	errs = append(errs, c.Signing.validate())
 	return errors.Join(errs...)
@@ -287,6 +301,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueryCacheSize == 0 {
 		c.QueryCacheSize = DefaultQueryCacheSize
+	}
+	if c.DecisionCacheSize == 0 {
+		c.DecisionCacheSize = DefaultDecisionCacheSize
 	}
 	if c.Watch == nil {
 		watch := true

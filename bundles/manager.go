@@ -255,9 +255,10 @@ func (m *Manager) activate(ctx context.Context, b *bundle.Bundle) error {
 // activateLocked compiles b, publishes it and returns its revision id.
 func (m *Manager) activateLocked(ctx context.Context, b *bundle.Bundle) (string, error) {
 	rev, err := compile(ctx, b, compileOptions{
-		entrypoint:     m.entrypoint,
-		queryCacheSize: m.cfg.QueryCacheSize,
-		source:         m.kind,
+		entrypoint:        m.entrypoint,
+		queryCacheSize:    m.cfg.QueryCacheSize,
+		decisionCacheSize: m.cfg.DecisionCacheSize,
+		source:            m.kind,
 	})
 	if err != nil {
 		return "", err

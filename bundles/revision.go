@@ -37,18 +37,29 @@ type revision struct {
 
 	store    storage.Store
 	compiler *ast.Compiler
-	decision rego.PreparedEvalQuery
+	decision preparedQuery
 	// queries caches prepared /v1/data queries by slash-separated path.
-	queries *lru.Cache[string, rego.PreparedEvalQuery]
+	queries *lru.Cache[string, preparedQuery]
+	// results caches evaluation results; nil when turned off.
+	results *decisionCache
+}
+
+// preparedQuery is a query ready to evaluate, with the input parts its
+// result depends on; deps is nil when results must not be cached.
+type preparedQuery struct {
+	ref  string
+	eval rego.PreparedEvalQuery
+	deps *inputDeps
 }
 
 var _ pdp.Policy = (*revision)(nil)
 
 // compileOptions are the settings compile needs from the Manager.
 type compileOptions struct {
-	entrypoint     ast.Ref
-	queryCacheSize int
-	source         string
+	entrypoint        ast.Ref
+	queryCacheSize    int
+	decisionCacheSize int
+	source            string
 }
 
 // compile builds a revision from a bundle that OPA's reader has already
@@ -78,7 +89,11 @@ func compile(ctx context.Context, b *bundle.Bundle, opts compileOptions) (*revis
 	if err != nil {
 		return nil, fmt.Errorf("prepare %v: %w", entrypoint, err)
 	}
-	queries, err := lru.New[string, rego.PreparedEvalQuery](opts.queryCacheSize)
+	queries, err := lru.New[string, preparedQuery](opts.queryCacheSize)
+	if err != nil {
+		return nil, err
+	}
+	results, err := newDecisionCache(opts.decisionCacheSize)
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +106,7 @@ func compile(ctx context.Context, b *bundle.Bundle, opts compileOptions) (*revis
 		compiler:   compiler,
 		decision:   decision,
 		queries:    queries,
+		results:    results,
 	}, nil
 }
 
@@ -138,13 +154,21 @@ func defined(ctx context.Context, c *ast.Compiler, store storage.Store, ref ast.
 	return err == nil
 }
 
-func prepare(ctx context.Context, c *ast.Compiler, store storage.Store, ref ast.Ref) (rego.PreparedEvalQuery, error) {
+func prepare(ctx context.Context, c *ast.Compiler, store storage.Store, ref ast.Ref) (preparedQuery, error) {
 	query := ast.NewBody(ast.NewExpr(ast.NewTerm(ref)))
-	return rego.New(
+	eval, err := rego.New(
 		rego.ParsedQuery(query),
 		rego.Compiler(c),
 		rego.Store(store),
 	).PrepareForEval(ctx)
+	if err != nil {
+		return preparedQuery{}, err
+	}
+	pq := preparedQuery{ref: ref.String(), eval: eval}
+	if deps, ok := analyzeQuery(c, ref); ok {
+		pq.deps = deps
+	}
+	return pq, nil
 }
 
 // revisionID returns the manifest revision, or for a bundle without one a
@@ -176,7 +200,7 @@ func (r *revision) Revision() string { return r.id }
 
 // Eval evaluates the decision entrypoint on input.
 func (r *revision) Eval(ctx context.Context, input ast.Value) (any, bool, error) {
-	return evalPrepared(ctx, r.decision, input)
+	return r.evalCached(ctx, r.decision, input)
 }
 
 // Query evaluates the document at a slash-separated data path such as
@@ -193,7 +217,41 @@ func (r *revision) Query(ctx context.Context, path string, input any) (any, bool
 		}
 		r.queries.Add(key, query)
 	}
-	return evalPrepared(ctx, query, input)
+	value, err := toValue(input)
+	if err != nil {
+		return nil, false, err
+	}
+	return r.evalCached(ctx, query, value)
+}
+
+// toValue converts a query input to an AST value; nil stays nil.
+func toValue(input any) (ast.Value, error) {
+	if input == nil {
+		return nil, nil
+	}
+	value, err := ast.InterfaceToValue(input)
+	if err != nil {
+		return nil, fmt.Errorf("convert input: %w", err)
+	}
+	return value, nil
+}
+
+// evalCached returns the cached result of query on input when there is
+// one, and otherwise evaluates and caches it. Errors are not cached.
+func (r *revision) evalCached(ctx context.Context, query preparedQuery, input ast.Value) (any, bool, error) {
+	if r.results == nil || query.deps == nil {
+		return evalPrepared(ctx, query.eval, input)
+	}
+	key := query.deps.key(query.ref, input)
+	if hit, ok := r.results.entries.Get(key); ok {
+		return hit.value, hit.defined, nil
+	}
+	value, defined, err := evalPrepared(ctx, query.eval, input)
+	if err != nil {
+		return nil, false, err
+	}
+	r.results.entries.Add(key, cachedResult{value: value, defined: defined})
+	return value, defined, nil
 }
 
 // dataRef turns "a/b/c" into data.a.b.c, quoting segments as strings so any
@@ -213,11 +271,9 @@ func dataRef(path string) ast.Ref {
 	return ref
 }
 
-// evalPrepared evaluates query with input converted straight to an AST
-// value: rego.EvalInput would round-trip the whole input through JSON
-// first, which ast.InterfaceToValue does only for struct values. The result
-// holds plain Go values, with numbers as json.Number.
-func evalPrepared(ctx context.Context, query rego.PreparedEvalQuery, input any) (any, bool, error) {
+// evalPrepared evaluates query on input. The result holds plain Go values,
+// with numbers as json.Number.
+func evalPrepared(ctx context.Context, query rego.PreparedEvalQuery, input ast.Value) (any, bool, error) {
 	// The query gets its own cancellation handle: without one, OPA starts
 	// a goroutine per evaluation to watch ctx.
 	cancel := topdown.NewCancel()
@@ -226,11 +282,7 @@ func evalPrepared(ctx context.Context, query rego.PreparedEvalQuery, input any) 
 	opts := make([]rego.EvalOption, 0, 2)
 	opts = append(opts, rego.EvalExternalCancel(cancel))
 	if input != nil {
-		value, err := ast.InterfaceToValue(input)
-		if err != nil {
-			return nil, false, fmt.Errorf("convert input: %w", err)
-		}
-		opts = append(opts, rego.EvalParsedInput(value))
+		opts = append(opts, rego.EvalParsedInput(input))
 	}
 	rs, err := query.Eval(ctx, opts...)
 	if err != nil {

@@ -1,0 +1,115 @@
+package bundles
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// decisionCache holds results of one revision by a hash of the query and
+// of the input parts the query can read (see inputDeps). It belongs to
+// one revision, so a new bundle starts with an empty cache. Results are
+// shared between callers and must not be modified.
+type decisionCache struct {
+	entries *lru.Cache[[sha256.Size]byte, cachedResult]
+}
+
+type cachedResult struct {
+	value   any
+	defined bool
+}
+
+// newDecisionCache returns a cache of size entries, or nil for size < 1.
+func newDecisionCache(size int) (*decisionCache, error) {
+	if size < 1 {
+		return nil, nil
+	}
+	entries, err := lru.New[[sha256.Size]byte, cachedResult](size)
+	if err != nil {
+		return nil, err
+	}
+	return &decisionCache{entries: entries}, nil
+}
+
+// Markers for a tested path in a cache key: OPA's `not` and bare
+// expressions treat undefined and false alike, but a later rule may not.
+const (
+	markUndefined = 'u'
+	markFalse     = 'f'
+	markOther     = 't'
+)
+
+// key hashes the query and the parts of input that deps names. Every
+// field is length-prefixed, so two different inputs cannot produce the
+// same byte stream.
+func (d *inputDeps) key(query string, input ast.Value) [sha256.Size]byte {
+	buf := make([]byte, 0, 512)
+	field := func(s string) {
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		buf = append(buf, s...)
+	}
+	field(query)
+	switch {
+	case input == nil:
+		field("")
+	case d.whole:
+		field(input.String())
+	default:
+		for _, path := range d.values {
+			field(path.String())
+			if v, ok := lookup(input, path); ok {
+				field(v.String())
+			} else {
+				buf = append(buf, markUndefined)
+			}
+		}
+		for _, path := range d.truths {
+			field(path.String())
+			v, ok := lookup(input, path)
+			switch {
+			case !ok:
+				buf = append(buf, markUndefined)
+			case v.Compare(ast.InternedTerm(false).Value) == 0:
+				buf = append(buf, markFalse)
+			default:
+				buf = append(buf, markOther)
+			}
+		}
+	}
+	return sha256.Sum256(buf)
+}
+
+// lookup follows path through objects, arrays and sets as a Rego
+// reference would.
+func lookup(v ast.Value, path ast.Ref) (ast.Value, bool) {
+	for _, key := range path {
+		switch x := v.(type) {
+		case ast.Object:
+			t := x.Get(key)
+			if t == nil {
+				return nil, false
+			}
+			v = t.Value
+		case *ast.Array:
+			n, ok := key.Value.(ast.Number)
+			if !ok {
+				return nil, false
+			}
+			i, ok := n.Int()
+			if !ok || i < 0 || i >= x.Len() {
+				return nil, false
+			}
+			v = x.Elem(i).Value
+		case ast.Set:
+			if !x.Contains(key) {
+				return nil, false
+			}
+			v = key.Value
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
