@@ -14,8 +14,10 @@ const (
 	// live heap of a few megabytes, so Go's default of 100 collects
 	// thousands of times per second under load.
 	DefaultGCPercent = 400
-	// MemoryLimitAuto takes 90% of the cgroup memory limit, when the
-	// process runs under one, as the soft memory limit.
+	// MemoryLimitAuto takes 90% of the cgroup memory limit as the soft
+	// memory limit when the process runs under one, and otherwise three
+	// times the live heap after the last bundle activation, at least
+	// 64 MiB.
 	MemoryLimitAuto = "auto"
 	// MemoryLimitOff sets no soft memory limit.
 	MemoryLimitOff = "off"

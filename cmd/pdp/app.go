@@ -74,8 +74,13 @@ func (a *app) build(ctx context.Context) error {
 
 func (a *app) buildBundles(ctx context.Context) error {
 	var err error
+	memory := newMemoryTuner(a.cfg.Memory, a.log)
 	a.bundles, err = bundles.NewManager(a.cfg.Bundle, bundles.Options{
-		Logger: a.log, Embedded: policies.Bundle, OnActivate: a.metrics.BundleActivated,
+		Logger: a.log, Embedded: policies.Bundle,
+		OnActivate: func(revision string, err error) {
+			a.metrics.BundleActivated(revision, err)
+			memory.bundleActivated(revision, err)
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("bundle: %w", err)

@@ -2,23 +2,43 @@ package main
 
 import (
 	"log/slog"
+	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 
 	"github.com/authgate/pdp/config"
 )
 
-// autoLimitRatio is the share of the cgroup memory limit that memory.limit
-// auto takes as the soft limit, leaving room for memory the Go runtime
-// does not count (thread stacks, the binary).
-const autoLimitRatio = 0.9
+const (
+	// autoLimitRatio is the share of the cgroup memory limit that
+	// memory.limit auto takes as the soft limit, leaving room for memory
+	// the Go runtime does not count (thread stacks, the binary).
+	autoLimitRatio = 0.9
+	// followFloor and followFactor set memory.limit auto without a cgroup
+	// limit: three times the live heap after the last bundle activation,
+	// and at least 64 MiB. The collector then keeps the heap near the
+	// limit instead of at five times the live heap (GOGC 400), while a
+	// bundle that needs more memory raises the limit with it.
+	followFloor  = 64 << 20
+	followFactor = 3
+)
 
-// applyMemory sets the garbage collector from cfg. GOGC and GOMEMLIMIT in
-// the environment win over the configuration, so an operator can always
+// memoryTuner applies the memory section and, when the limit follows the
+// live heap, resets it after each bundle activation.
+type memoryTuner struct {
+	log    *slog.Logger
+	follow bool
+}
+
+// newMemoryTuner sets the garbage collector from cfg. GOGC and GOMEMLIMIT
+// in the environment win over the configuration, so an operator can always
 // fall back to Go's own settings.
-func applyMemory(cfg config.MemoryConfig, log *slog.Logger) {
+func newMemoryTuner(cfg config.MemoryConfig, log *slog.Logger) *memoryTuner {
+	t := &memoryTuner{log: log}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.GCPercent)
 	}
@@ -26,10 +46,11 @@ func applyMemory(cfg config.MemoryConfig, log *slog.Logger) {
 		switch cfg.Limit {
 		case config.MemoryLimitOff:
 		case config.MemoryLimitAuto:
-			// Without a cgroup limit this leaves the limit unset.
-			if _, err := memlimit.Set(memlimit.WithRatio(autoLimitRatio),
-				memlimit.WithProvider(memlimit.FromCgroup)); err != nil {
-				log.Debug("no cgroup memory limit found", "error", err)
+			limit, err := memlimit.Set(memlimit.WithRatio(autoLimitRatio),
+				memlimit.WithProvider(memlimit.FromCgroup))
+			if err != nil || limit <= 0 || limit == noLimit {
+				t.follow = true
+				debug.SetMemoryLimit(followFloor)
 			}
 		default:
 			// Validate has checked the size.
@@ -37,8 +58,34 @@ func applyMemory(cfg config.MemoryConfig, log *slog.Logger) {
 			debug.SetMemoryLimit(limit)
 		}
 	}
-	limit := debug.SetMemoryLimit(-1)
+	t.report("garbage collector set")
+	return t
+}
+
+// noLimit is the value debug.SetMemoryLimit reports with no limit set.
+const noLimit = math.MaxInt64
+
+// bundleActivated raises or lowers a following limit to the live heap of
+// the new revision. It collects once to measure that heap; activations
+// are rare, and the collection runs on the activating goroutine.
+func (t *memoryTuner) bundleActivated(_ string, err error) {
+	if err != nil || !t.follow {
+		return
+	}
+	runtime.GC()
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return
+	}
+	live := int64(sample[0].Value.Uint64())
+	debug.SetMemoryLimit(max(followFloor, followFactor*live))
+	t.report("memory limit follows the live heap", "live_heap_bytes", live)
+}
+
+func (t *memoryTuner) report(msg string, attrs ...any) {
 	gcPercent := debug.SetGCPercent(-1)
 	debug.SetGCPercent(gcPercent)
-	log.Info("garbage collector set", "gc_percent", gcPercent, "memory_limit_bytes", limit)
+	attrs = append(attrs, "gc_percent", gcPercent, "memory_limit_bytes", debug.SetMemoryLimit(-1))
+	t.log.Info(msg, attrs...)
 }

@@ -30,7 +30,6 @@ func runServe(args []string) int {
 	}
 	log := newLogger(cfg.Log, os.Stderr)
 	slog.SetDefault(log)
-	applyMemory(cfg.Memory, log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

@@ -85,6 +85,9 @@ func runPolicyScenario(ctx context.Context, h *harness, res *scenarioResult) err
 	if err := h.runWithoutFsync(ctx, res, dir, body); err != nil {
 		return err
 	}
+	if err := h.runDistinctInputs(ctx, res, pdpSrv, opaSrv); err != nil {
+		return err
+	}
 
 	ratio := pdpSat.throughput() / opaSat.throughput()
 	res.target("PDP throughput at saturation >= 1.5x OPA's",
@@ -117,6 +120,42 @@ func (h *harness) runWithoutFsync(ctx context.Context, res *scenarioResult, dir 
 		return err
 	}
 	return h.runPair(ctx, res, 0, load)
+}
+
+// distinctInputs is the number of different request bodies of the
+// distinct-input runs, more than the PDP's default decision cache holds,
+// so cycling through them in order never finds a cached result.
+const distinctInputs = 20000
+
+// runDistinctInputs runs both servers at saturation on inputs that each
+// name another document, so every PDP decision evaluates the policy, as
+// in traffic that never repeats a question.
+func (h *harness) runDistinctInputs(ctx context.Context, res *scenarioResult, pdpSrv, opaSrv *server) error {
+	input := scenarioJSON("gateway-input.json").(map[string]any)
+	http := input["attributes"].(map[string]any)["request"].(map[string]any)["http"].(map[string]any)
+	bodies := make([][]byte, distinctInputs)
+	for i := range bodies {
+		doc := fmt.Sprintf("d-%d", i)
+		http["path"] = "/tenants/t-42/documents/" + doc
+		input["parsed_path"] = []string{"tenants", "t-42", "documents", doc}
+		bodies[i] = mustJSON(map[string]any{"input": input})
+	}
+	workload := func(srv *server) loadTarget {
+		named := *srv
+		named.name = srv.name + " (distinct inputs)"
+		return loadTarget{&named, httpWorkload{
+			next: func(seq uint64) request {
+				return request{method: "POST", url: srv.baseURL + dataPath, header: jsonHeader,
+					body: bodies[seq%distinctInputs]}
+			},
+			check: checkDataAllowed,
+		}}
+	}
+	res.setup = append(res.setup, fmt.Sprintf("Rows marked \"distinct inputs\": the same input, but each request "+
+		"names one of %d documents in turn, more than the PDP's decision cache holds, so the PDP evaluates "+
+		"the policy for every request. The other PDP rows repeat one input, which after the first request "+
+		"the PDP answers from its decision cache (see docs/bundles.md).", distinctInputs))
+	return h.runPair(ctx, res, 0, workload(opaSrv), workload(pdpSrv))
 }
 
 // runDirectScenario compares the PDP's own decision API with OPA's data
