@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/authgate/pdp/pdp"
 )
@@ -69,21 +70,13 @@ func (s *Server) opaDataPost(c echo.Context) error {
 	if err != nil {
 		return s.opaReject(c, req, err)
 	}
-	var body struct {
-		Input *any `json:"input"`
-	}
-	if len(bytes.TrimSpace(raw)) > 0 {
-		if err := decodeOPAJSON(raw, &body); err != nil {
-			return s.opaReject(c, req, pdp.Deny(pdp.ReasonRequestInvalid,
-				fmt.Errorf("body contains malformed input document: %w", err)))
-		}
-	}
-	var input any
-	if body.Input != nil {
-		input = *body.Input
+	input, err := inputOfBody(raw)
+	if err != nil {
+		return s.opaReject(c, req, pdp.Deny(pdp.ReasonRequestInvalid,
+			fmt.Errorf("body contains malformed input document: %w", err)))
 	}
 	resp, status := s.runOPAQuery(c, req, path, input)
-	if status == http.StatusOK && body.Input == nil {
+	if status == http.StatusOK && input == nil {
 		resp.(*opaDataResponse).Warning = &opaWarning{Code: opaCodeAPIUsageWarning, Message: opaMsgInputKeyMissing}
 	}
 	return writeOPA(c, status, resp)
@@ -119,10 +112,12 @@ func (s *Server) opaDefaultDecision(c echo.Context) error {
 	}
 	var input any
 	if len(bytes.TrimSpace(raw)) > 0 {
-		if err := decodeOPAJSON(raw, &input); err != nil {
+		value, err := parseJSONValue(raw)
+		if err != nil {
 			return s.opaReject(c, req, pdp.Deny(pdp.ReasonRequestInvalid,
 				fmt.Errorf("unexpected parse error for input: %w", err)))
 		}
+		input = value
 	}
 	resp, status := s.runOPAQuery(c, req, path, input)
 	if status != http.StatusOK {
@@ -207,6 +202,45 @@ func (s *Server) opaReject(c echo.Context, req *pdp.Request, err error) error {
 		status, code = http.StatusServiceUnavailable, opaCodeInternal
 	}
 	return writeOPA(c, status, opaError{Code: code, Message: msg, DecisionID: d.ID})
+}
+
+// inputOfBody returns the "input" member of a POST /v1/data body as a
+// Rego value: nil for an empty body, a body without "input", or a null
+// input, which OPA all treats as no input.
+func inputOfBody(raw []byte) (any, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, nil
+	}
+	value, err := parseJSONValue(raw)
+	if err != nil {
+		return nil, err
+	}
+	body, ok := value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("the body is a JSON %s, want an object", jsonTypeName(value))
+	}
+	input := body.Get(ast.InternedTerm("input"))
+	if input == nil || input.Value.Compare(ast.NullValue) == 0 {
+		return nil, nil
+	}
+	return input.Value, nil
+}
+
+// jsonTypeName names the JSON type of a value converted from JSON.
+func jsonTypeName(v ast.Value) string {
+	switch v.(type) {
+	case *ast.Array:
+		return "array"
+	case ast.String:
+		return "string"
+	case ast.Number:
+		return "number"
+	case ast.Boolean:
+		return "bool"
+	case ast.Null:
+		return "null"
+	}
+	return "object"
 }
 
 // decodeOPAJSON decodes one JSON value with numbers kept exact. A value of
