@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bytes"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -11,6 +9,7 @@ import (
 	"strings"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/authgate/pdp/pdp"
@@ -95,22 +94,17 @@ func checkRequestHeaders(h *authv3.AttributeContext_HttpRequest) map[string]stri
 }
 
 // attributesJSON returns CheckRequest.attributes in protojson form as a
-// generic value, numbers as json.Number.
-func attributesJSON(cr *authv3.CheckRequest) (map[string]any, error) {
+// Rego value, numbers kept as their JSON text.
+func attributesJSON(cr *authv3.CheckRequest) (ast.Value, error) {
 	b, err := protojson.Marshal(cr.GetAttributes())
 	if err != nil {
 		return nil, fmt.Errorf("encode attributes: %w", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
+	v, err := parseJSONValue(b)
+	if err != nil {
 		return nil, fmt.Errorf("decode attributes: %w", err)
 	}
-	if m == nil {
-		m = map[string]any{}
-	}
-	return m, nil
+	return v, nil
 }
 
 // sourcePeer returns the peer Envoy asserts: the source principal (usually

@@ -28,9 +28,10 @@ type Request struct {
 	HTTP *HTTPRequest
 
 	// Attributes, when set, is used verbatim as input.attributes (the Envoy
-	// gRPC adapter passes the CheckRequest attributes in protojson form).
-	// When nil, the engine derives input.attributes from HTTP.
-	Attributes map[string]any
+	// gRPC adapter passes the CheckRequest attributes in protojson form, as
+	// an ast.Value). It is a map[string]any or an ast.Value. When nil, the
+	// engine derives input.attributes from HTTP.
+	Attributes any
 
 	// Token is the bearer credential. It is verified and then dropped: it
 	// never enters the policy input, logs or audit records.
