@@ -27,7 +27,8 @@ vet:
 	$(GO) vet ./...
 
 ## bench: run the micro-benchmarks, then the load harness against OPA's
-## server (BENCH_WAIT=10m waits for a quiet machine); writes bench/RESULTS.md
+## server (BENCH_WAIT=10m waits for a quiet machine, BENCH_PROFILE=dir keeps
+## a CPU profile of every PDP run); writes bench/RESULTS.md
 bench:
 	$(GO) build -o bin/pdp ./cmd/pdp
 	$(GO) build -o bin/opa github.com/open-policy-agent/opa
@@ -38,7 +39,8 @@ bench:
 		{ cat bench/micro.txt; exit 1; }
 	echo "# load average after: $$(cat /proc/loadavg)" >> bench/micro.txt
 	$(GO) run ./bench/cmd/loadbench -pdp bin/pdp -opa bin/opa -ghz bin/ghz -micro bench/micro.txt \
-		-out bench/RESULTS.md -duration $(BENCH_DURATION) -wait-quiet $(BENCH_WAIT) -command "make bench"
+		-out bench/RESULTS.md -duration $(BENCH_DURATION) -wait-quiet $(BENCH_WAIT) -command "make bench" \
+		$(if $(BENCH_PROFILE),-profile $(BENCH_PROFILE))
 
 ## acceptance: run the product against an external corpus (CORPUS=dir)
 acceptance:
