@@ -40,7 +40,9 @@ func parseJSONValue(raw []byte) (ast.Value, error) {
 	defer jsonParsers.Put(p)
 	v, err := p.ParseBytes(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errNotJSON, err)
+		// json.Valid accepted the document, so this is one of fastjson's
+		// own limits, such as nesting deeper than fastjson.MaxDepth.
+		return viaInterface(raw)
 	}
 	return jsonToValue(v)
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -55,6 +56,9 @@ func TestParseJSONValueMatchesEncodingJSON(t *testing.T) {
 	for _, c := range jsonCases {
 		checkSameAsEncodingJSON(t, []byte(c))
 	}
+	// Deeper than fastjson parses; encoding/json accepts it.
+	deep := strings.Repeat(`{"a":[`, 400) + "1" + strings.Repeat("]}", 400)
+	checkSameAsEncodingJSON(t, []byte(deep))
 }
 
 func FuzzParseJSONValue(f *testing.F) {

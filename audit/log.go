@@ -85,13 +85,19 @@ type Log struct {
 	// a batch write.
 	queued atomic.Int64
 	stream *streamSink
+
+	// instance and now are the writer's, for encoding records in Record.
+	instance string
+	now      func() time.Time
 }
 
 var _ pdp.Auditor = (*Log)(nil)
 
 // request is one Record call waiting for the writer.
 type request struct {
-	ev     pdp.AuditEvent
+	// rec is the record, encoded by the caller except for its chain
+	// members.
+	rec    *preRecord
 	queued time.Time
 	done   chan error
 }
@@ -129,6 +135,8 @@ func Open(cfg Config, opts Options) (*Log, error) {
 		control:  make(chan func(*writer)),
 		quit:     make(chan struct{}),
 		stopped:  make(chan struct{}),
+		instance: opts.Instance,
+		now:      opts.Now,
 	}
 	w.l = l
 	if cfg.RedisStream.Enabled {
@@ -155,7 +163,11 @@ func (l *Log) Record(ctx context.Context, ev *pdp.AuditEvent) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	req := &request{ev: *ev, queued: time.Now(), done: make(chan error, 1)}
+	rec, err := encodeRecord(decisionFields(ev, l.instance, l.now()))
+	if err != nil {
+		return fmt.Errorf("audit: encode record: %w", err)
+	}
+	req := &request{rec: rec, queued: time.Now(), done: make(chan error, 1)}
 	// The count rises before the send, so the writer never takes it below
 	// zero.
 	l.queued.Add(1)

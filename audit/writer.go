@@ -57,6 +57,8 @@ type writer struct {
 	lastErrorLog  time.Time
 	pendingFields []map[string]any
 	buf           []byte
+	// scratch holds the hashed body of the record being sealed.
+	scratch []byte
 }
 
 func newWriter(cfg Config, opts Options) (*writer, error) {
@@ -321,17 +323,15 @@ func (w *writer) appendBatch(batch []*request, force bool) []error {
 	fields := w.pendingFields[:0]
 	written := 0
 
-	for i := range batch {
-		f := decisionFields(&batch[i].ev, w.instance, now)
-		line, h, err := sealRecord(f, seq+1, hash)
-		if err != nil {
-			errs[i] = fmt.Errorf("audit: encode record: %w", err)
-			continue
+	for _, req := range batch {
+		prev := hash
+		buf, hash, w.scratch = req.rec.seal(buf, seq+1, prev, w.scratch)
+		seq++
+		if w.l.stream != nil {
+			f := req.rec.fields
+			f[fieldSeq], f[fieldPrevHash], f[fieldHash] = seq, prev, hash
+			fields = append(fields, f)
 		}
-		seq, hash = seq+1, h
-		buf = append(buf, line...)
-		f[fieldHash] = h
-		fields = append(fields, f)
 		written++
 	}
 
