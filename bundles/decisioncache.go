@@ -3,6 +3,7 @@ package bundles
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -14,6 +15,15 @@ import (
 // shared between callers and must not be modified.
 type decisionCache struct {
 	entries *lru.Cache[[sha256.Size]byte, cachedResult]
+	stats   *CacheStats
+}
+
+// CacheStats counts decision cache lookups over every revision.
+type CacheStats struct {
+	// Hits are results served from the cache; Misses are evaluations
+	// whose result was then cached. Queries whose rules cannot be cached
+	// count in neither.
+	Hits, Misses atomic.Uint64
 }
 
 type cachedResult struct {
@@ -21,8 +31,9 @@ type cachedResult struct {
 	defined bool
 }
 
-// newDecisionCache returns a cache of size entries, or nil for size < 1.
-func newDecisionCache(size int) (*decisionCache, error) {
+// newDecisionCache returns a cache of size entries counting into stats,
+// or nil for size < 1.
+func newDecisionCache(size int, stats *CacheStats) (*decisionCache, error) {
 	if size < 1 {
 		return nil, nil
 	}
@@ -30,7 +41,7 @@ func newDecisionCache(size int) (*decisionCache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &decisionCache{entries: entries}, nil
+	return &decisionCache{entries: entries, stats: stats}, nil
 }
 
 // Markers for a tested path in a cache key: OPA's `not` and bare

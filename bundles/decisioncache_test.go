@@ -177,6 +177,9 @@ func TestDecisionCacheHitsAcrossUnreadFields(t *testing.T) {
 	if n := rev.results.entries.Len(); n != 1 {
 		t.Errorf("10 inputs differing only in x-request-id made %d cache entries, want 1", n)
 	}
+	if hits, misses := rev.results.stats.Hits.Load(), rev.results.stats.Misses.Load(); hits != 9 || misses != 1 {
+		t.Errorf("cache counted %d hits and %d misses, want 9 and 1", hits, misses)
+	}
 
 	// A tenant change is read by the policy, so it is a new entry with
 	// its own answer.

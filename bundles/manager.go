@@ -31,6 +31,7 @@ type Manager struct {
 	missingPoll time.Duration
 
 	active atomic.Pointer[revision]
+	cache  CacheStats
 	// activateMu serializes load, compile and publish, so revisions are
 	// published in the order their loads started.
 	activateMu sync.Mutex
@@ -258,6 +259,7 @@ func (m *Manager) activateLocked(ctx context.Context, b *bundle.Bundle) (string,
 		entrypoint:        m.entrypoint,
 		queryCacheSize:    m.cfg.QueryCacheSize,
 		decisionCacheSize: m.cfg.DecisionCacheSize,
+		cacheStats:        &m.cache,
 		source:            m.kind,
 	})
 	if err != nil {
@@ -275,6 +277,12 @@ func (m *Manager) activateLocked(ctx context.Context, b *bundle.Bundle) (string,
 	}
 	m.log.Info("bundle activated", attrs...)
 	return rev.id, nil
+}
+
+// DecisionCacheStats returns the decision cache's lookups so far, over
+// every revision.
+func (m *Manager) DecisionCacheStats() (hits, misses uint64) {
+	return m.cache.Hits.Load(), m.cache.Misses.Load()
 }
 
 // notifyActivation passes one activation attempt to Options.OnActivate.

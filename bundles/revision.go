@@ -59,6 +59,7 @@ type compileOptions struct {
 	entrypoint        ast.Ref
 	queryCacheSize    int
 	decisionCacheSize int
+	cacheStats        *CacheStats
 	source            string
 }
 
@@ -93,7 +94,7 @@ func compile(ctx context.Context, b *bundle.Bundle, opts compileOptions) (*revis
 	if err != nil {
 		return nil, err
 	}
-	results, err := newDecisionCache(opts.decisionCacheSize)
+	results, err := newDecisionCache(opts.decisionCacheSize, opts.cacheStats)
 	if err != nil {
 		return nil, err
 	}
@@ -244,12 +245,14 @@ func (r *revision) evalCached(ctx context.Context, query preparedQuery, input as
 	}
 	key := query.deps.key(query.ref, input)
 	if hit, ok := r.results.entries.Get(key); ok {
+		r.results.stats.Hits.Add(1)
 		return hit.value, hit.defined, nil
 	}
 	value, defined, err := evalPrepared(ctx, query.eval, input)
 	if err != nil {
 		return nil, false, err
 	}
+	r.results.stats.Misses.Add(1)
 	r.results.entries.Add(key, cachedResult{value: value, defined: defined})
 	return value, defined, nil
 }

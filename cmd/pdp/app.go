@@ -88,8 +88,27 @@ func (a *app) buildBundles(ctx context.Context) error {
 	if err := a.bundles.Start(ctx); err != nil {
 		return fmt.Errorf("bundle: %w", err)
 	}
+	if err := a.registerCacheMetrics(); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	a.onClose(a.bundles.Stop)
 	return nil
+}
+
+// registerCacheMetrics exports the decision cache's hit and miss counts.
+func (a *app) registerCacheMetrics() error {
+	if err := a.metrics.RegisterCounterFunc("decision_cache_hits_total",
+		"Policy results served from the decision cache.", func() float64 {
+			hits, _ := a.bundles.DecisionCacheStats()
+			return float64(hits)
+		}); err != nil {
+		return err
+	}
+	return a.metrics.RegisterCounterFunc("decision_cache_misses_total",
+		"Policy evaluations whose result was then cached.", func() float64 {
+			_, misses := a.bundles.DecisionCacheStats()
+			return float64(misses)
+		})
 }
 
 func (a *app) buildAudit(context.Context) error {

@@ -34,6 +34,22 @@ func TestServeShippedBundle(t *testing.T) {
 		t.Errorf("other tenant: status %d, %+v; want 200 deny policy.denied", status, d)
 	}
 
+	// A repeated question is answered from the decision cache.
+	for range 2 {
+		if status, d := s.decide(aliceSameTenant); status != http.StatusOK || !d.Allow {
+			t.Errorf("repeated same tenant: status %d, %+v; want 200 allow", status, d)
+		}
+	}
+	if hits := s.metric("pdp_decision_cache_hits_total"); hits < 2 {
+		t.Errorf("pdp_decision_cache_hits_total = %v after two repeated decisions, want at least 2", hits)
+	}
+	if misses := s.metric("pdp_decision_cache_misses_total"); misses < 2 {
+		t.Errorf("pdp_decision_cache_misses_total = %v after two different decisions, want at least 2", misses)
+	}
+	if !strings.Contains(s.stderr.String(), `"msg":"garbage collector set","gc_percent":400`) {
+		t.Errorf("startup log lacks the garbage collector settings:\n%s", s.stderr)
+	}
+
 	status, d = s.decide(`{"subject": {`)
 	if status != http.StatusBadRequest || d.Reason != "request.invalid" || d.ID == "" {
 		t.Errorf("broken JSON: status %d, %+v; want 400 request.invalid with an id", status, d)
