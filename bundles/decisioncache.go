@@ -44,8 +44,9 @@ func newDecisionCache(size int, stats *CacheStats) (*decisionCache, error) {
 	return &decisionCache{entries: entries, stats: stats}, nil
 }
 
-// Markers for a tested path in a cache key: OPA's `not` and bare
-// expressions treat undefined and false alike, but a later rule may not.
+// Markers for a tested path in a cache key. A bare or negated expression
+// treats undefined and false alike; keeping them apart costs at most one
+// extra entry.
 const (
 	markUndefined = 'u'
 	markFalse     = 'f'
