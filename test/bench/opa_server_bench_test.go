@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"os"
@@ -22,21 +21,7 @@ import (
 // `opa run --server` sets it up without --optimize-store-for-read-speed.
 func BenchmarkOPAServer(b *testing.B) {
 	ctx := context.Background()
-	handler := newOPAServer(b, ctx)
-	body := gatewayDataBody(b)
-	const path = "/v1/data/pdp/authz/decision"
-	if rec := post(handler, path, body); !bytes.Contains(rec.Body.Bytes(), []byte(`"allowed":true`)) {
-		b.Fatalf("POST %s returned %d %s, want an allow", path, rec.Code, rec.Body)
-	}
-
-	b.SetParallelism(parallelism)
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			post(handler, path, body)
-		}
-	})
+	benchDataPost(b, newOPAServer(b, ctx))
 }
 
 func newOPAServer(b *testing.B, ctx context.Context) http.Handler {
