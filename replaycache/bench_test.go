@@ -2,6 +2,7 @@ package replaycache_test
 
 import (
 	"context"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -102,4 +103,49 @@ func TestRedisStepLatency(t *testing.T) {
 	if p99 > replaycache.DefaultOpTimeout {
 		t.Errorf("p99 %s exceeds the default op_timeout %s on loopback", p99, replaycache.DefaultOpTimeout)
 	}
+}
+
+// BenchmarkMemoryStoreFull fills a memory store with three times its
+// max_entries nonces on as many channels as max_streams allows, then
+// reports the live heap per configured entry. The LRUs evict at their
+// bounds, so the heap stays proportional to max_entries and max_streams
+// however many messages pass.
+func BenchmarkMemoryStoreFull(b *testing.B) {
+	const maxEntries, maxStreams = 100_000, 10_000
+	for b.Loop() {
+		clk := newClock()
+		store, err := replaycache.New(replaycache.Config{Memory: replaycache.MemoryConfig{
+			MaxEntries: maxEntries, MaxStreams: maxStreams,
+		}}, replaycache.Options{Now: clk.Now})
+		if err != nil {
+			b.Fatal(err)
+		}
+		warm(b, store, clk)
+		before := liveHeap()
+		ctx := context.Background()
+		for i := range 3 * maxEntries {
+			if i%maxEntries == 0 {
+				clk.Advance(time.Second)
+			}
+			err := store.Check(ctx, pdp.ReplayCheck{
+				Sender: "bench", Channel: strconv.Itoa(i % (3 * maxStreams)),
+				Nonce: "n" + strconv.Itoa(i), Timestamp: clk.Now(),
+			})
+			if err != nil {
+				b.Fatalf("Check %d: %v", i, err)
+			}
+		}
+		grown := liveHeap() - before
+		b.ReportMetric(float64(grown)/(1<<20), "heap-MB")
+		b.ReportMetric(float64(grown)/maxEntries, "heap-bytes/entry")
+		runtime.KeepAlive(store)
+	}
+}
+
+// liveHeap returns the heap in use after a collection.
+func liveHeap() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }
