@@ -205,6 +205,10 @@ func escapeCell(s string) string {
 type benchLine struct {
 	name                  string
 	nsPerOp, bytes, alloc []float64
+	// other holds metrics a benchmark reports itself (b.ReportMetric),
+	// by unit, in the order the units first appear.
+	other      map[string][]float64
+	otherUnits []string
 }
 
 // writeMicro summarizes `go test -bench` output: the median of each
@@ -244,6 +248,15 @@ func writeMicro(b *strings.Builder, path string) {
 				bl.bytes = append(bl.bytes, v)
 			case "allocs/op":
 				bl.alloc = append(bl.alloc, v)
+			default:
+				unit := fields[i+1]
+				if bl.other == nil {
+					bl.other = map[string][]float64{}
+				}
+				if _, seen := bl.other[unit]; !seen {
+					bl.otherUnits = append(bl.otherUnits, unit)
+				}
+				bl.other[unit] = append(bl.other[unit], v)
 			}
 		}
 	}
@@ -254,11 +267,16 @@ func writeMicro(b *strings.Builder, path string) {
 		fmt.Fprintf(b, "Load average (/proc/loadavg) %s. The micro-benchmarks do not wait for a quiet "+
 			"machine, so compare them only with runs taken at a similar load.\n\n", strings.Join(loads, "; "))
 	}
-	b.WriteString("| benchmark | runs | time/op | B/op | allocs/op |\n| --- | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| benchmark | runs | time/op | B/op | allocs/op | other metrics |\n" +
+		"| --- | ---: | ---: | ---: | ---: | --- |\n")
 	for _, name := range order {
 		bl := lines[name]
-		fmt.Fprintf(b, "| %s | %d | %s | %.0f | %.0f |\n", name, len(bl.nsPerOp),
-			fmtDur(time.Duration(median(bl.nsPerOp))), median(bl.bytes), median(bl.alloc))
+		other := make([]string, len(bl.otherUnits))
+		for i, unit := range bl.otherUnits {
+			other[i] = fmt.Sprintf("%.4g %s", median(bl.other[unit]), unit)
+		}
+		fmt.Fprintf(b, "| %s | %d | %s | %.0f | %.0f | %s |\n", name, len(bl.nsPerOp),
+			fmtDur(time.Duration(median(bl.nsPerOp))), median(bl.bytes), median(bl.alloc), strings.Join(other, ", "))
 	}
 	b.WriteString("\n")
 }
