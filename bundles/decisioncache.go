@@ -3,6 +3,7 @@ package bundles
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -42,6 +43,42 @@ func newDecisionCache(size int, stats *CacheStats) (*decisionCache, error) {
 		return nil, err
 	}
 	return &decisionCache{entries: entries, stats: stats}, nil
+}
+
+// maxCachedResult bounds the estimated size of one cached result, so that
+// a full cache stays small: a query for a large data document (GET
+// /v1/data on a big bundle) is evaluated each time instead of copied into
+// thousands of entries. The shipped policy's decision is well under 1 KB.
+const maxCachedResult = 8 << 10
+
+// resultFits reports whether v's estimated size in memory is at most
+// budget bytes. It stops walking as soon as the budget is spent.
+func resultFits(v any, budget int) bool {
+	var walk func(v any) bool
+	walk = func(v any) bool {
+		budget -= 16
+		switch x := v.(type) {
+		case string:
+			budget -= len(x)
+		case json.Number:
+			budget -= len(x)
+		case []any:
+			for _, item := range x {
+				if !walk(item) {
+					return false
+				}
+			}
+		case map[string]any:
+			for k, item := range x {
+				budget -= len(k) + 32
+				if !walk(item) {
+					return false
+				}
+			}
+		}
+		return budget >= 0
+	}
+	return walk(v)
 }
 
 // Markers for a tested path in a cache key. A bare or negated expression

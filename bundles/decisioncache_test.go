@@ -226,3 +226,46 @@ func TestQueryUsesDecisionCache(t *testing.T) {
 		t.Errorf("two paths on one input made %d cache entries, want 2", n)
 	}
 }
+
+func TestDecisionCacheSkipsLargeResults(t *testing.T) {
+	big := make([]string, 2000)
+	for i := range big {
+		big[i] = fmt.Sprintf("%q", fmt.Sprintf("item-%d", i))
+	}
+	rev := compileTest(t, 0, map[string]string{
+		"p.rego":    "package pdp.authz\nallow if input.a == 1\nbig := data.items if input.a == 1",
+		"data.json": `{"items":[` + strings.Join(big, ",") + `]}`,
+	})
+	ctx := context.Background()
+	for range 3 {
+		if _, _, err := rev.Query(ctx, "pdp/authz/big", map[string]any{"a": 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := rev.results.entries.Len(); n != 0 {
+		t.Errorf("a 2,000-item result was cached (%d entries), want it evaluated each time", n)
+	}
+	if _, _, err := rev.Query(ctx, "pdp/authz/allow", map[string]any{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if n := rev.results.entries.Len(); n != 1 {
+		t.Errorf("a boolean result made %d cache entries, want 1", n)
+	}
+}
+
+func TestResultFits(t *testing.T) {
+	small := map[string]any{"allowed": true, "reasons": []any{"a", "b"}, "headers": map[string]any{"x": "y"}}
+	if !resultFits(small, maxCachedResult) {
+		t.Error("a small decision object does not fit")
+	}
+	if resultFits(strings.Repeat("x", maxCachedResult), maxCachedResult) {
+		t.Error("a string as long as the budget fits")
+	}
+	deep := any(true)
+	for range 1000 {
+		deep = []any{deep}
+	}
+	if resultFits(deep, maxCachedResult) {
+		t.Error("1,000 nested arrays fit")
+	}
+}

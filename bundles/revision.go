@@ -252,8 +252,10 @@ func (r *revision) evalCached(ctx context.Context, query preparedQuery, input as
 	if err != nil {
 		return nil, false, err
 	}
-	r.results.stats.Misses.Add(1)
-	r.results.entries.Add(key, cachedResult{value: value, defined: defined})
+	if resultFits(value, maxCachedResult) {
+		r.results.stats.Misses.Add(1)
+		r.results.entries.Add(key, cachedResult{value: value, defined: defined})
+	}
 	return value, defined, nil
 }
 
