@@ -128,13 +128,22 @@ func groundScalarPrefix(path ast.Ref) ast.Ref {
 	return path
 }
 
+// clockBuiltins read the clock without OPA marking them nondeterministic:
+// io.jwt.decode_verify compares token times with the evaluation's time,
+// and the certificate verifiers check validity at the current time unless
+// the options name one.
+var clockBuiltins = map[string]bool{
+	ast.JWTDecodeVerify.Name:                                 true,
+	ast.CryptoX509ParseAndVerifyCertificates.Name:            true,
+	ast.CryptoX509ParseAndVerifyCertificatesWithOptions.Name: true,
+}
+
 // uncacheableBuiltin reports whether the builtin name can return different
-// results for the same arguments: OPA marks those nondeterministic (time.now_ns,
-// http.send, rand.intn, ...), and io.jwt.decode_verify compares token
-// times with the evaluation's clock. A name the compiler does not know as
-// an OPA builtin counts as uncacheable too.
+// results for the same arguments: those OPA marks nondeterministic
+// (time.now_ns, http.send, rand.intn, ...) and clockBuiltins. A name the
+// compiler does not know as an OPA builtin counts as uncacheable too.
 func uncacheableBuiltin(name string) bool {
-	if name == ast.JWTDecodeVerify.Name {
+	if clockBuiltins[name] {
 		return true
 	}
 	b, ok := ast.BuiltinMap[name]
