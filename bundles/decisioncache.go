@@ -81,18 +81,20 @@ func resultFits(v any, budget int) bool {
 	return walk(v)
 }
 
-// Markers for a tested path in a cache key. A bare or negated expression
-// treats undefined and false alike; keeping them apart costs at most one
-// extra entry.
+// Tags in a cache key, one before each value slot: a value follows tagValue;
+// the other tags stand alone. A tested path, used only in a bare or negated
+// expression, records undefined, false or any other value; keeping
+// undefined and false apart costs at most one extra entry.
 const (
-	markUndefined = 'u'
-	markFalse     = 'f'
-	markOther     = 't'
+	tagValue     = 'v'
+	tagUndefined = 'u'
+	tagFalse     = 'f'
+	tagOther     = 't'
 )
 
 // key hashes the query and the parts of input that deps names. Every
-// field is length-prefixed, so two different inputs cannot produce the
-// same byte stream.
+// string is length-prefixed and every value slot starts with a tag, so two
+// different inputs cannot produce the same byte stream.
 func (d *inputDeps) key(query string, input ast.Value) [sha256.Size]byte {
 	buf := make([]byte, 0, 512)
 	field := func(s string) {
@@ -102,16 +104,18 @@ func (d *inputDeps) key(query string, input ast.Value) [sha256.Size]byte {
 	field(query)
 	switch {
 	case input == nil:
-		field("")
+		buf = append(buf, tagUndefined)
 	case d.whole:
+		buf = append(buf, tagValue)
 		field(input.String())
 	default:
 		for _, path := range d.values {
 			field(path.String())
 			if v, ok := lookup(input, path); ok {
+				buf = append(buf, tagValue)
 				field(v.String())
 			} else {
-				buf = append(buf, markUndefined)
+				buf = append(buf, tagUndefined)
 			}
 		}
 		for _, path := range d.truths {
@@ -119,11 +123,11 @@ func (d *inputDeps) key(query string, input ast.Value) [sha256.Size]byte {
 			v, ok := lookup(input, path)
 			switch {
 			case !ok:
-				buf = append(buf, markUndefined)
+				buf = append(buf, tagUndefined)
 			case v.Compare(ast.InternedTerm(false).Value) == 0:
-				buf = append(buf, markFalse)
+				buf = append(buf, tagFalse)
 			default:
-				buf = append(buf, markOther)
+				buf = append(buf, tagOther)
 			}
 		}
 	}
