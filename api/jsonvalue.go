@@ -28,7 +28,7 @@ var errNotJSON = errors.New("not a well-formed JSON value")
 // of duplicate object keys wins; numbers keep their text.
 func parseJSONValue(raw []byte) (ast.Value, error) {
 	if !json.Valid(raw) {
-		return nil, errNotJSON
+		return nil, syntaxError(raw)
 	}
 	if hasSurrogateEscape(raw) {
 		// fastjson keeps a lone surrogate escape such as \ud800 as text,
@@ -45,6 +45,83 @@ func parseJSONValue(raw []byte) (ast.Value, error) {
 		return viaInterface(raw)
 	}
 	return jsonToValue(v)
+}
+
+// syntaxError returns encoding/json's description of what is wrong with
+// raw, which json.Valid has rejected.
+func syntaxError(raw []byte) error {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("%w: %v", errNotJSON, err)
+	}
+	return errNotJSON
+}
+
+// inputOfBody returns the input member of a POST /v1/data body as a Rego
+// value. encoding/json, which OPA decodes the body with, matches a struct
+// field's name in any letter case, and the last matching key wins; so does
+// inputOfBody. It returns nil for an empty or null body, a body without
+// the member, or a null member, which OPA all treats as no input.
+func inputOfBody(raw []byte) (any, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, nil
+	}
+	if !json.Valid(raw) {
+		return nil, syntaxError(raw)
+	}
+	if hasSurrogateEscape(raw) {
+		return inputViaStruct(raw)
+	}
+	p := jsonParsers.Get()
+	defer jsonParsers.Put(p)
+	v, err := p.ParseBytes(raw)
+	if err != nil {
+		return inputViaStruct(raw)
+	}
+	switch v.Type() {
+	case fastjson.TypeNull:
+		return nil, nil
+	case fastjson.TypeObject:
+	default:
+		return nil, fmt.Errorf("the body is a JSON %s, want an object", fastjsonTypeName(v.Type()))
+	}
+	obj, _ := v.Object()
+	var member *fastjson.Value
+	obj.Visit(func(key []byte, item *fastjson.Value) {
+		if strings.EqualFold(string(key), "input") {
+			member = item
+		}
+	})
+	if member == nil || member.Type() == fastjson.TypeNull {
+		return nil, nil
+	}
+	return jsonToValue(member)
+}
+
+// inputViaStruct is inputOfBody through encoding/json, for bodies that
+// fastjson would read differently.
+func inputViaStruct(raw []byte) (any, error) {
+	var body struct {
+		Input *any `json:"input"`
+	}
+	if err := decodeOPAJSON(raw, &body); err != nil {
+		return nil, err
+	}
+	if body.Input == nil {
+		return nil, nil
+	}
+	return ast.InterfaceToValue(*body.Input)
+}
+
+// fastjsonTypeName names a JSON type as encoding/json's errors do.
+func fastjsonTypeName(t fastjson.Type) string {
+	switch t {
+	case fastjson.TypeTrue, fastjson.TypeFalse:
+		return "bool"
+	case fastjson.TypeObject:
+		return "object"
+	}
+	return t.String()
 }
 
 // viaInterface decodes raw with encoding/json, numbers kept exact, and

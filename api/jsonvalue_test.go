@@ -78,9 +78,16 @@ func TestInputOfBody(t *testing.T) {
 		{body: `{"input":{"a":1}}`, want: `{"a": 1}`},
 		{body: `{"input":{"a":1},"input":{"b":2}}`, want: `{"b": 2}`},
 		{body: `{"input":[1,"x"],"extra":true}`, want: `[1, "x"]`},
+		{body: `null`},
+		{body: `{"INPUT":{"a":1}}`, want: `{"a": 1}`},
+		{body: `{"input":{"a":1},"Input":{"a":2}}`, want: `{"a": 2}`},
+		{body: `{"Input":{"a":1},"input":{"a":2}}`, want: `{"a": 2}`},
+		{body: `{"input":"\ud800"}`, want: "\"\ufffd\""},
+		{body: `{"INPUT":"\ud83d\ude00"}`, want: "\"\U0001f600\""},
 		{body: `[{"input":1}]`, err: "the body is a JSON array, want an object"},
 		{body: `"input"`, err: "the body is a JSON string, want an object"},
-		{body: `{"input":}`, err: "not a well-formed JSON value"},
+		{body: `true`, err: "the body is a JSON bool, want an object"},
+		{body: `{"input":}`, err: "not a well-formed JSON value: invalid character '}' looking for beginning of value"},
 	} {
 		got, err := inputOfBody([]byte(tc.body))
 		switch {

@@ -89,12 +89,15 @@ func (s *Server) opaDataGet(c echo.Context) error {
 	if !ok {
 		return nil
 	}
+	// As in OPA, input=null is a null input, not a missing one.
 	var input any
 	if values := c.QueryParams()["input"]; len(values) > 0 {
-		if err := decodeOPAJSON([]byte(values[len(values)-1]), &input); err != nil {
+		value, err := parseJSONValue([]byte(values[len(values)-1]))
+		if err != nil {
 			return s.opaReject(c, req, pdp.Deny(pdp.ReasonRequestInvalid,
 				fmt.Errorf("parameter contains malformed input document: %w", err)))
 		}
+		input = value
 	}
 	resp, status := s.runOPAQuery(c, req, path, input)
 	return writeOPA(c, status, resp)
@@ -110,7 +113,8 @@ func (s *Server) opaDefaultDecision(c echo.Context) error {
 	if err != nil {
 		return s.opaReject(c, req, err)
 	}
-	var input any
+	// As in OPA, an empty body is a null input.
+	var input any = ast.NullValue
 	if len(bytes.TrimSpace(raw)) > 0 {
 		value, err := parseJSONValue(raw)
 		if err != nil {
@@ -202,45 +206,6 @@ func (s *Server) opaReject(c echo.Context, req *pdp.Request, err error) error {
 		status, code = http.StatusServiceUnavailable, opaCodeInternal
 	}
 	return writeOPA(c, status, opaError{Code: code, Message: msg, DecisionID: d.ID})
-}
-
-// inputOfBody returns the "input" member of a POST /v1/data body as a
-// Rego value: nil for an empty body, a body without "input", or a null
-// input, which OPA all treats as no input.
-func inputOfBody(raw []byte) (any, error) {
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return nil, nil
-	}
-	value, err := parseJSONValue(raw)
-	if err != nil {
-		return nil, err
-	}
-	body, ok := value.(ast.Object)
-	if !ok {
-		return nil, fmt.Errorf("the body is a JSON %s, want an object", jsonTypeName(value))
-	}
-	input := body.Get(ast.InternedTerm("input"))
-	if input == nil || input.Value.Compare(ast.NullValue) == 0 {
-		return nil, nil
-	}
-	return input.Value, nil
-}
-
-// jsonTypeName names the JSON type of a value converted from JSON.
-func jsonTypeName(v ast.Value) string {
-	switch v.(type) {
-	case *ast.Array:
-		return "array"
-	case ast.String:
-		return "string"
-	case ast.Number:
-		return "number"
-	case ast.Boolean:
-		return "bool"
-	case ast.Null:
-		return "null"
-	}
-	return "object"
 }
 
 // decodeOPAJSON decodes one JSON value with numbers kept exact. A value of

@@ -22,6 +22,8 @@ roles := {"alice": ["admin"], "bob": ["reader"]}
 
 count_in := count(input.items) if input.items
 
+echo := input
+
 package system
 
 main := {"ok": input.user}
@@ -137,6 +139,22 @@ func TestOPARestErrorsAndWarnings(t *testing.T) {
 				t.Errorf("warning = %v, want api_usage_warning", body["warning"])
 			}
 		}},
+		{"null body warns", "POST", "/v1/data/example/allow", `null`, 200, "", func(t *testing.T, body map[string]any) {
+			if body["warning"] == nil {
+				t.Errorf("body = %v, want api_usage_warning", body)
+			}
+		}},
+		{"input key in other case", "POST", "/v1/data/example/echo", `{"input":{"a":1},"INPUT":{"a":2}}`, 200, "",
+			func(t *testing.T, body map[string]any) {
+				if r, _ := body["result"].(map[string]any); r["a"] != 2.0 {
+					t.Errorf("result = %v, want the last input member {\"a\": 2}", body["result"])
+				}
+			}},
+		{"GET input null", "GET", "/v1/data/example/echo?input=null", "", 200, "", func(t *testing.T, body map[string]any) {
+			if r, ok := body["result"]; !ok || r != nil {
+				t.Errorf("body = %v, want result null", body)
+			}
+		}},
 		{"default decision", "POST", "/", `{"user":"carol"}`, 200, "", func(t *testing.T, body map[string]any) {
 			if body["ok"] != "carol" {
 				t.Errorf("body = %v, want the bare result of data.system.main", body)
@@ -160,6 +178,22 @@ func TestOPARestErrorsAndWarnings(t *testing.T) {
 				tc.check(t, body)
 			}
 		})
+	}
+}
+
+func TestOPARestDefaultDecisionEmptyBodyIsNull(t *testing.T) {
+	engine, _ := testEngine(t, "package system\n\nmain := input\n", "system/main")
+	srv := startHTTP(t, Options{Engine: engine})
+	resp := doHTTP(t, "POST", srv.URL+"/", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d, want 200", resp.StatusCode)
+	}
+	var body any = "unset"
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		t.Errorf("body = %v, want null: OPA evaluates an empty body as a null input", body)
 	}
 }
 
