@@ -104,3 +104,30 @@ func TestInputOfBody(t *testing.T) {
 		}
 	}
 }
+
+// FuzzInputOfBody checks the fastjson path of inputOfBody against the
+// encoding/json path it falls back to.
+func FuzzInputOfBody(f *testing.F) {
+	for _, c := range append(jsonCases, `{"INPUT":1,"input":2}`, `{"iNpUt":{"x":[1,2]}}`, `{"input\u212a":1}`) {
+		f.Add([]byte(c))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, gotErr := inputOfBody(raw)
+		want, wantErr := inputViaStruct(raw)
+		if len(bytes.TrimSpace(raw)) == 0 {
+			return
+		}
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("%q: error %v, encoding/json error %v", raw, gotErr, wantErr)
+		}
+		if gotErr != nil {
+			return
+		}
+		if (got == nil) != (want == nil) {
+			t.Fatalf("%q: input %v, encoding/json input %v", raw, got, want)
+		}
+		if got != nil && got.(ast.Value).Compare(want.(ast.Value)) != 0 {
+			t.Fatalf("%q: input %v, encoding/json input %v", raw, got, want)
+		}
+	})
+}
