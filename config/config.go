@@ -280,6 +280,9 @@ func (c *Config) validateListeners(add func(key string, err error)) {
 	if c.Admin.Addr != "" && c.Admin.TokenFile == "" {
 		add("admin.token_file", errors.New("required when admin.addr is set"))
 	}
+	if c.Admin.Pprof && c.Admin.Addr == "" {
+		add("admin.pprof", errors.New("requires admin.addr: profiles are served only on the admin listener"))
+	}
 	add("admin.tls", c.Admin.TLS.Validate())
 	if c.Admin.Addr != "" {
 		add("admin", transport.ValidateListener(c.Admin.Addr, c.Admin.TLS))

@@ -21,6 +21,9 @@ const (
 	MemoryLimitAuto = "auto"
 	// MemoryLimitOff sets no soft memory limit.
 	MemoryLimitOff = "off"
+	// MinMemoryLimit is the smallest fixed memory.limit. Below it the
+	// collector would run almost continuously.
+	MinMemoryLimit = 16 << 20
 )
 
 // MemoryConfig tunes Go's garbage collector. The environment variables
@@ -51,8 +54,10 @@ func (m MemoryConfig) Validate() error {
 	if m.GCPercent < -1 {
 		errs = append(errs, fmt.Errorf("gc_percent: must be -1 or more, got %d", m.GCPercent))
 	}
-	if _, err := m.LimitBytes(); err != nil {
+	if limit, err := m.LimitBytes(); err != nil {
 		errs = append(errs, fmt.Errorf("limit: %w", err))
+	} else if limit > 0 && limit < MinMemoryLimit {
+		errs = append(errs, fmt.Errorf("limit: %d bytes is below the minimum of 16MiB", limit))
 	}
 	return errors.Join(errs...)
 }

@@ -13,8 +13,8 @@ func TestMemoryLimit(t *testing.T) {
 	}{
 		{limit: "auto"},
 		{limit: "off"},
-		{limit: "1048576", want: 1 << 20},
-		{limit: "64KiB", want: 64 << 10},
+		{limit: "16777216", want: 16 << 20},
+		{limit: "64MiB", want: 64 << 20},
 		{limit: "96MiB", want: 96 << 20},
 		{limit: "2GiB", want: 2 << 30},
 		{limit: "", bad: true},
@@ -55,6 +55,11 @@ func TestMemoryFromFileAndEnv(t *testing.T) {
 		t.Errorf("memory = %+v, want gc_percent 300 from the environment and limit 128MiB", cfg.Memory)
 	}
 
+	path = writeConfig(t, "memory:\n  limit: 1MiB\n")
+	if _, err := Load(path, nil); err == nil || !strings.Contains(err.Error(), "below the minimum") {
+		t.Errorf("limit 1MiB: error %v, want one about the minimum", err)
+	}
+
 	path = writeConfig(t, "memory:\n  gc_percent: -2\n  limit: 12 apples\n")
 	_, err = Load(path, nil)
 	if err == nil {
@@ -64,5 +69,13 @@ func TestMemoryFromFileAndEnv(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %q", err, want)
 		}
+	}
+}
+
+func TestAdminPprofNeedsAdminListener(t *testing.T) {
+	path := writeConfig(t, "admin:\n  pprof: true\n")
+	_, err := Load(path, nil)
+	if err == nil || !strings.Contains(err.Error(), "admin.pprof: requires admin.addr") {
+		t.Errorf("admin.pprof without admin.addr: error %v, want one naming admin.addr", err)
 	}
 }

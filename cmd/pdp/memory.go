@@ -39,10 +39,14 @@ type memoryTuner struct {
 // fall back to Go's own settings.
 func newMemoryTuner(cfg config.MemoryConfig, log *slog.Logger) *memoryTuner {
 	t := &memoryTuner{log: log}
-	if os.Getenv("GOGC") == "" {
+	if v := os.Getenv("GOGC"); v == "" {
 		debug.SetGCPercent(cfg.GCPercent)
+	} else {
+		log.Info("GOGC is set, so memory.gc_percent is not applied", "GOGC", v)
 	}
-	if os.Getenv("GOMEMLIMIT") == "" {
+	if v := os.Getenv("GOMEMLIMIT"); v != "" {
+		log.Info("GOMEMLIMIT is set, so memory.limit is not applied", "GOMEMLIMIT", v)
+	} else {
 		switch cfg.Limit {
 		case config.MemoryLimitOff:
 		case config.MemoryLimitAuto:
