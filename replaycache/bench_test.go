@@ -2,6 +2,7 @@ package replaycache_test
 
 import (
 	"context"
+	"log/slog"
 	"runtime"
 	"slices"
 	"strconv"
@@ -116,7 +117,7 @@ func BenchmarkMemoryStoreFull(b *testing.B) {
 		clk := newClock()
 		store, err := replaycache.New(replaycache.Config{Memory: replaycache.MemoryConfig{
 			MaxEntries: maxEntries, MaxStreams: maxStreams,
-		}}, replaycache.Options{Now: clk.Now})
+		}}, replaycache.Options{Now: clk.Now, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			b.Fatal(err)
 		}
