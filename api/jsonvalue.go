@@ -190,8 +190,10 @@ func jsonToValue(v *fastjson.Value) (ast.Value, error) {
 		b, _ := v.StringBytes()
 		return ast.String(validString(b)), nil
 	case fastjson.TypeNumber:
-		// json.Valid has checked the number's syntax.
-		return ast.Number(v.String()), nil
+		// json.Valid has checked the number's syntax; as for OPA's own
+		// decoding, InterfaceToValue rejects exponents too large to
+		// evaluate and reuses interned small integers.
+		return ast.InterfaceToValue(json.Number(v.String()))
 	case fastjson.TypeTrue:
 		return ast.Boolean(true), nil
 	case fastjson.TypeFalse:

@@ -49,6 +49,7 @@ var jsonCases = []string{
 	`{"input":{"attributes":{"request":{"http":{"method":"GET","headers":{"x":"y"}}}},"parsed_path":["a","b"]}}`,
 	`  {"k" : [ 1 , 2 ] }  `, "{\"k\\u00e9\xff\":1}",
 	`{`, `[1,]`, `{"a":1,}`, `01`, `1.`, `.5`, `+1`, `NaN`, `Infinity`, `-inf`, `"\x"`, "\"tab\there\"",
+	`1e9999999`, `{"n":-1e999999}`, `[1E400000]`, `1e-9999999`,
 	`{"a":1} {"b":2}`, `[1] x`, ``, ` `, `"unterminated`, `{"a"}`, `tru`, `nul`,
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"strings"
 	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -79,6 +80,32 @@ func resultFits(v any, budget int) bool {
 		return budget >= 0
 	}
 	return walk(v)
+}
+
+// cloneResult returns a deep copy of a result with every string copied.
+// A small result can share memory with a large input (OPA's substring
+// returns part of its argument's string), and a cached copy must not keep
+// that input alive.
+func cloneResult(v any) any {
+	switch x := v.(type) {
+	case string:
+		return strings.Clone(x)
+	case json.Number:
+		return json.Number(strings.Clone(string(x)))
+	case []any:
+		out := make([]any, len(x))
+		for i, item := range x {
+			out[i] = cloneResult(item)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, item := range x {
+			out[strings.Clone(k)] = cloneResult(item)
+		}
+		return out
+	}
+	return v
 }
 
 // Tags in a cache key, one before each value slot: a value follows tagValue;

@@ -2,12 +2,14 @@ package bundles
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -89,6 +91,14 @@ allow if {
 		name:     "certificate verification reads the clock",
 		rego:     "package pdp.authz\nallow if { [ok, _] := crypto.x509.parse_and_verify_certificates(input.chain); ok }",
 		uncached: true,
+	}, {
+		name:     "a non-deterministic builtin swapped in with with",
+		rego:     "package pdp.authz\nallow if { x := upper(input.u) with upper as uuid.rfc4122; x != \"\" }",
+		uncached: true,
+	}, {
+		name:  "a deterministic builtin swapped in with with",
+		rego:  "package pdp.authz\nallow if { x := upper(input.u) with upper as lower; x == \"a\" }",
+		whole: true,
 	}, {
 		name:     "http.send in a called function",
 		rego:     "package pdp.authz\nallow if fetch(input.url)\nfetch(u) if http.send({\"method\": \"GET\", \"url\": u}).status_code == 200",
@@ -271,5 +281,38 @@ func TestResultFits(t *testing.T) {
 	}
 	if resultFits(deep, maxCachedResult) {
 		t.Error("1,000 nested arrays fit")
+	}
+}
+
+func TestCachedResultKeepsNoInputAlive(t *testing.T) {
+	big := strings.Repeat("x", 1<<20)
+	result := map[string]any{"head": big[:8], "list": []any{big[8:16]}, big[16:24]: json.Number("1")}
+	copied := cloneResult(result).(map[string]any)
+	if !reflect.DeepEqual(copied, result) {
+		t.Fatalf("clone %v differs from %v", copied, result)
+	}
+	start := uintptr(unsafe.Pointer(unsafe.StringData(big)))
+	shares := func(s string) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		return p >= start && p < start+uintptr(len(big))
+	}
+	if shares(copied["head"].(string)) || shares(copied["list"].([]any)[0].(string)) {
+		t.Error("a cloned string still points into the input")
+	}
+	for k := range copied {
+		if shares(k) {
+			t.Errorf("cloned key %q still points into the input", k)
+		}
+	}
+}
+
+func TestEvalPanicBecomesError(t *testing.T) {
+	rev := compileTest(t, -1, map[string]string{"p.rego": "package pdp.authz\nallow if input.n > 5"})
+	// ast.Number does not check its text; OPA's comparison panics on a
+	// number it cannot parse.
+	input := ast.NewObject([2]*ast.Term{ast.StringTerm("n"), ast.NewTerm(ast.Number("1e9999999999"))})
+	_, _, err := rev.Eval(context.Background(), input)
+	if err == nil || !strings.Contains(err.Error(), "policy evaluation panicked") {
+		t.Fatalf("Eval = %v, want the panic as an error", err)
 	}
 }

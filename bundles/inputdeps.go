@@ -69,6 +69,12 @@ func (w *depWalker) visit(x any) bool {
 		if len(x.With) > 0 {
 			w.deps.whole = true
 		}
+		for _, with := range x.With {
+			// `with f as g` can put a builtin where a call was.
+			if _, ok := ast.BuiltinMap[with.Value.String()]; ok && uncacheableBuiltin(with.Value.String()) {
+				w.cacheable = false
+			}
+		}
 		if x.IsCall() {
 			w.checkCall(x.Operator())
 		}

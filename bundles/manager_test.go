@@ -392,7 +392,8 @@ func TestWatchReloadsTarball(t *testing.T) {
 
 func TestQueryDataPaths(t *testing.T) {
 	files := policyFiles("q1")
-	files["pdp/tables/data.json"] = `{"limits": {"max": 5}}`
+	files["pdp/tables/data.json"] = `{"limits": {"max": 5}, "list": [10, 20, 30], "named": {"1": "string key"}}`
+	files["pdp/nums/n.rego"] = "package pdp.nums\n\nkeys := {1: \"number key\"}\n\narr := [\"a\", \"b\"]\n"
 	m, _ := newTestManager(t, Config{Path: bundleDir(t, files), Watch: noWatch})
 	p := m.Active()
 	tests := []struct {
@@ -407,6 +408,11 @@ func TestQueryDataPaths(t *testing.T) {
 		{name: "rule without input", path: "pdp/authz/decision/allowed", want: `false`, defined: true},
 		{name: "undefined path", path: "pdp/nothing", defined: false},
 		{name: "segment needing quotes", path: "pdp/tables/not a var", defined: false},
+		{name: "integer segment indexes an array", path: "pdp/tables/list/1", want: `20`, defined: true},
+		{name: "integer segment indexes a rule's array", path: "pdp/nums/arr/1", want: `"b"`, defined: true},
+		{name: "integer segment is a number key", path: "pdp/nums/keys/1", want: `"number key"`, defined: true},
+		{name: "integer segment reads a data document's key", path: "pdp/tables/named/1", want: `"string key"`, defined: true},
+		{name: "empty segments are skipped", path: "pdp//tables///limits/max", want: `5`, defined: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

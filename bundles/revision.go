@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -254,14 +255,15 @@ func (r *revision) evalCached(ctx context.Context, query preparedQuery, input as
 	}
 	if resultFits(value, maxCachedResult) {
 		r.results.stats.Misses.Add(1)
-		r.results.entries.Add(key, cachedResult{value: value, defined: defined})
+		r.results.entries.Add(key, cachedResult{value: cloneResult(value), defined: defined})
 	}
 	return value, defined, nil
 }
 
-// dataRef turns "a/b/c" into data.a.b.c, quoting segments as strings so any
-// path segment is a valid reference. Each segment is percent-decoded, as
-// OPA's REST API does, so "a%2Fb" names the key "a/b".
+// dataRef turns "a/b/c" into data.a.b.c with OPA's REST API rules: each
+// segment is percent-decoded ("a%2Fb" names the key "a/b"), an integer
+// segment is a number, any other one a string, and empty segments are
+// skipped.
 func dataRef(path string) ast.Ref {
 	ref := ast.Ref{ast.DefaultRootDocument}
 	if path == "" {
@@ -271,6 +273,15 @@ func dataRef(path string) ast.Ref {
 		if decoded, err := url.PathUnescape(seg); err == nil {
 			seg = decoded
 		}
+		// As in OPA's REST API, empty segments are skipped and integer
+		// segments index arrays and number keys.
+		if seg == "" {
+			continue
+		}
+		if n, err := strconv.ParseInt(seg, 10, 64); err == nil {
+			ref = append(ref, ast.InternedTerm(n))
+			continue
+		}
 		ref = append(ref, ast.StringTerm(seg))
 	}
 	return ref
@@ -278,7 +289,15 @@ func dataRef(path string) ast.Ref {
 
 // evalPrepared evaluates query on input. The result holds plain Go values,
 // with numbers as json.Number.
-func evalPrepared(ctx context.Context, query rego.PreparedEvalQuery, input ast.Value) (any, bool, error) {
+func evalPrepared(ctx context.Context, query rego.PreparedEvalQuery, input ast.Value) (result any, defined bool, err error) {
+	// A panic inside OPA's evaluation (for example on a value its builtins
+	// do not expect) becomes an error, so the caller denies and audits the
+	// decision like any other evaluation error.
+	defer func() {
+		if p := recover(); p != nil {
+			result, defined, err = nil, false, fmt.Errorf("policy evaluation panicked: %v", p)
+		}
+	}()
 	// The query gets its own cancellation handle: without one, OPA starts
 	// a goroutine per evaluation to watch ctx.
 	cancel := topdown.NewCancel()
