@@ -72,12 +72,14 @@ func inputOfBody(raw []byte) (any, error) {
 	if hasSurrogateEscape(raw) {
 		return inputViaStruct(raw)
 	}
+
 	p := jsonParsers.Get()
 	defer jsonParsers.Put(p)
 	v, err := p.ParseBytes(raw)
 	if err != nil {
 		return inputViaStruct(raw)
 	}
+
 	switch v.Type() {
 	case fastjson.TypeNull:
 		return nil, nil
@@ -85,6 +87,7 @@ func inputOfBody(raw []byte) (any, error) {
 	default:
 		return nil, fmt.Errorf("the body is a JSON %s, want an object", fastjsonTypeName(v.Type()))
 	}
+
 	obj, _ := v.Object()
 	var member *fastjson.Value
 	obj.Visit(func(key []byte, item *fastjson.Value) {

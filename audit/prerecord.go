@@ -9,7 +9,7 @@ import (
 
 // preRecord is a decision record encoded in its canonical form by the
 // caller's goroutine, except for the two chain members that only the
-// writer knows: seq and prev_hash. The writer then only splices those in,
+// writer can fill in: seq and prev_hash. The writer then only splices those in,
 // hashes and writes, so the encoding work of concurrent decisions runs in
 // parallel instead of in the writer's serial loop.
 type preRecord struct {

@@ -108,10 +108,10 @@ func cloneResult(v any) any {
 	return v
 }
 
-// Tags in a cache key, one before each value slot: a value follows tagValue;
-// the other tags stand alone. A tested path, used only in a bare or negated
-// expression, records undefined, false or any other value; keeping
-// undefined and false apart costs at most one extra entry.
+// Tags in a cache key, one before each value slot: a value follows tagValue,
+// and the other tags stand alone. A path used only in a bare or negated
+// expression records undefined, false or any other value. Keeping undefined
+// and false apart costs at most one extra entry.
 const (
 	tagValue     = 'v'
 	tagUndefined = 'u'

@@ -9,7 +9,7 @@ import (
 // inputDeps lists every part of the input that evaluating one query can
 // read, found by walking the rules the query reaches. Two inputs that agree
 // on all of them get the same result from the same revision, as long as no
-// reached rule calls a builtin whose answer can change between calls (see
+// reached rule calls a builtin whose result can change between calls (see
 // uncacheableBuiltin).
 type inputDeps struct {
 	// whole is set when a rule reads the input in a way the walk cannot

@@ -60,7 +60,7 @@ func startProfile(ctx context.Context, srv *server, label string, d time.Duratio
 	}
 }
 
-// fetchTo saves the answer of an authenticated admin GET to path.
+// fetchTo saves the response body of an authenticated admin GET to path.
 func fetchTo(ctx context.Context, url, path string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
