@@ -25,26 +25,32 @@ var errNotJSON = errors.New("not a well-formed JSON value")
 // syntax check is encoding/json's own (json.Valid), so a document is
 // accepted exactly when encoding/json accepts it. As with encoding/json,
 // invalid UTF-8 and lone surrogates in strings become U+FFFD and the last
-// of duplicate object keys wins; numbers keep their text.
+// of duplicate object keys wins. Numbers keep their text, and those OPA
+// cannot evaluate are rejected as OPA's decoder rejects them.
 func parseJSONValue(raw []byte) (ast.Value, error) {
 	if !json.Valid(raw) {
 		return nil, syntaxError(raw)
 	}
+	return withFastjson(raw, jsonToValue, viaInterface)
+}
+
+// withFastjson runs convert on raw parsed by fastjson, or fallback on raw
+// where fastjson would read it differently from encoding/json. fastjson
+// keeps a lone surrogate escape such as \ud800 as text, where encoding/json
+// decodes U+FFFD, so documents with surrogate escapes take the fallback,
+// and so do those past fastjson's own limits, such as nesting deeper than
+// fastjson.MaxDepth. raw must have passed json.Valid.
+func withFastjson[T any](raw []byte, convert func(*fastjson.Value) (T, error), fallback func([]byte) (T, error)) (T, error) {
 	if hasSurrogateEscape(raw) {
-		// fastjson keeps a lone surrogate escape such as \ud800 as text,
-		// where encoding/json decodes U+FFFD. Such documents (and those
-		// with escaped surrogate pairs) take encoding/json's path.
-		return viaInterface(raw)
+		return fallback(raw)
 	}
 	p := jsonParsers.Get()
 	defer jsonParsers.Put(p)
 	v, err := p.ParseBytes(raw)
 	if err != nil {
-		// json.Valid accepted the document, so this is one of fastjson's
-		// own limits, such as nesting deeper than fastjson.MaxDepth.
-		return viaInterface(raw)
+		return fallback(raw)
 	}
-	return jsonToValue(v)
+	return convert(v)
 }
 
 // syntaxError returns encoding/json's description of what is wrong with
@@ -69,17 +75,12 @@ func inputOfBody(raw []byte) (any, error) {
 	if !json.Valid(raw) {
 		return nil, syntaxError(raw)
 	}
-	if hasSurrogateEscape(raw) {
-		return inputViaStruct(raw)
-	}
+	return withFastjson(raw, inputMember, inputViaStruct)
+}
 
-	p := jsonParsers.Get()
-	defer jsonParsers.Put(p)
-	v, err := p.ParseBytes(raw)
-	if err != nil {
-		return inputViaStruct(raw)
-	}
-
+// inputMember returns the input member of a parsed body, as inputOfBody
+// describes.
+func inputMember(v *fastjson.Value) (any, error) {
 	switch v.Type() {
 	case fastjson.TypeNull:
 		return nil, nil
