@@ -86,7 +86,7 @@ type Config struct {
 	// DecisionCacheSize is the number of evaluation results kept per
 	// revision, keyed by the query and the input parts the policy can
 	// read; -1 turns the cache off. Policies that call a builtin whose
-	// answer can change between calls (time.now_ns, http.send,
+	// result can change between calls (time.now_ns, http.send,
 	// io.jwt.decode_verify, ...) are never cached. Default
 	// DefaultDecisionCacheSize.
 	DecisionCacheSize int `yaml:"decision_cache_size"`

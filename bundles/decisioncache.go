@@ -52,60 +52,48 @@ func newDecisionCache(size int, stats *CacheStats) (*decisionCache, error) {
 // thousands of entries. The shipped policy's decision is well under 1 KB.
 const maxCachedResult = 8 << 10
 
-// resultFits reports whether v's estimated size in memory is at most
-// budget bytes. It stops walking as soon as the budget is spent.
-func resultFits(v any, budget int) bool {
-	var walk func(v any) bool
-	walk = func(v any) bool {
+// cloneWithin returns a deep copy of a result with every string copied,
+// and false when the result's estimated size in memory is over budget
+// bytes; it stops as soon as the budget is spent. The copy matters because
+// a small result can share memory with a large input (OPA's substring
+// returns part of its argument's string), and a cached result must not
+// keep that input alive.
+func cloneWithin(v any, budget int) (any, bool) {
+	var clone func(v any) any
+	clone = func(v any) any {
 		budget -= 16
+		if budget < 0 {
+			return nil
+		}
 		switch x := v.(type) {
 		case string:
 			budget -= len(x)
+			return strings.Clone(x)
 		case json.Number:
 			budget -= len(x)
+			return json.Number(strings.Clone(string(x)))
 		case []any:
-			for _, item := range x {
-				if !walk(item) {
-					return false
+			out := make([]any, len(x))
+			for i, item := range x {
+				if out[i] = clone(item); budget < 0 {
+					return nil
 				}
 			}
+			return out
 		case map[string]any:
+			out := make(map[string]any, len(x))
 			for k, item := range x {
 				budget -= len(k) + 32
-				if !walk(item) {
-					return false
+				if out[strings.Clone(k)] = clone(item); budget < 0 {
+					return nil
 				}
 			}
+			return out
 		}
-		return budget >= 0
+		return v
 	}
-	return walk(v)
-}
-
-// cloneResult returns a deep copy of a result with every string copied.
-// A small result can share memory with a large input (OPA's substring
-// returns part of its argument's string), and a cached copy must not keep
-// that input alive.
-func cloneResult(v any) any {
-	switch x := v.(type) {
-	case string:
-		return strings.Clone(x)
-	case json.Number:
-		return json.Number(strings.Clone(string(x)))
-	case []any:
-		out := make([]any, len(x))
-		for i, item := range x {
-			out[i] = cloneResult(item)
-		}
-		return out
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, item := range x {
-			out[strings.Clone(k)] = cloneResult(item)
-		}
-		return out
-	}
-	return v
+	out := clone(v)
+	return out, budget >= 0
 }
 
 // Tags in a cache key, one before each value slot: a value follows tagValue,

@@ -267,19 +267,23 @@ func TestDecisionCacheSkipsLargeResults(t *testing.T) {
 	}
 }
 
-func TestResultFits(t *testing.T) {
+func TestCloneWithinBudget(t *testing.T) {
+	fits := func(v any) bool {
+		_, ok := cloneWithin(v, maxCachedResult)
+		return ok
+	}
 	small := map[string]any{"allowed": true, "reasons": []any{"a", "b"}, "headers": map[string]any{"x": "y"}}
-	if !resultFits(small, maxCachedResult) {
+	if !fits(small) {
 		t.Error("a small decision object does not fit")
 	}
-	if resultFits(strings.Repeat("x", maxCachedResult), maxCachedResult) {
+	if fits(strings.Repeat("x", maxCachedResult)) {
 		t.Error("a string as long as the budget fits")
 	}
 	deep := any(true)
 	for range 1000 {
 		deep = []any{deep}
 	}
-	if resultFits(deep, maxCachedResult) {
+	if fits(deep) {
 		t.Error("1,000 nested arrays fit")
 	}
 }
@@ -287,7 +291,11 @@ func TestResultFits(t *testing.T) {
 func TestCachedResultKeepsNoInputAlive(t *testing.T) {
 	big := strings.Repeat("x", 1<<20)
 	result := map[string]any{"head": big[:8], "list": []any{big[8:16]}, big[16:24]: json.Number("1")}
-	copied := cloneResult(result).(map[string]any)
+	cloned, ok := cloneWithin(result, maxCachedResult)
+	if !ok {
+		t.Fatal("a result of three short strings does not fit the budget")
+	}
+	copied := cloned.(map[string]any)
 	if !reflect.DeepEqual(copied, result) {
 		t.Fatalf("clone %v differs from %v", copied, result)
 	}

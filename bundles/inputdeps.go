@@ -70,8 +70,11 @@ func (w *depWalker) visit(x any) bool {
 			w.deps.whole = true
 		}
 		for _, with := range x.With {
-			// `with f as g` can put a builtin where a call was.
-			if _, ok := ast.BuiltinMap[with.Value.String()]; ok && uncacheableBuiltin(with.Value.String()) {
+			// `with f as g` can put a builtin where a call was. A value
+			// that is not a builtin name is an input, data or local
+			// reference, which the walk handles as any other.
+			name := with.Value.String()
+			if _, ok := ast.BuiltinMap[name]; ok && uncacheableBuiltin(name) {
 				w.cacheable = false
 			}
 		}

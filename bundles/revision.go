@@ -253,9 +253,9 @@ func (r *revision) evalCached(ctx context.Context, query preparedQuery, input as
 	if err != nil {
 		return nil, false, err
 	}
-	if resultFits(value, maxCachedResult) {
+	if cached, ok := cloneWithin(value, maxCachedResult); ok {
 		r.results.stats.Misses.Add(1)
-		r.results.entries.Add(key, cachedResult{value: cloneResult(value), defined: defined})
+		r.results.entries.Add(key, cachedResult{value: cached, defined: defined})
 	}
 	return value, defined, nil
 }
@@ -273,8 +273,6 @@ func dataRef(path string) ast.Ref {
 		if decoded, err := url.PathUnescape(seg); err == nil {
 			seg = decoded
 		}
-		// As in OPA's REST API, empty segments are skipped and integer
-		// segments index arrays and number keys.
 		if seg == "" {
 			continue
 		}
