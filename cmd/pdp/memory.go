@@ -87,9 +87,21 @@ func (t *memoryTuner) bundleActivated(_ string, err error) {
 	t.report("memory limit follows the live heap", "live_heap_bytes", live)
 }
 
+// report logs msg with the collector settings now in effect.
 func (t *memoryTuner) report(msg string, attrs ...any) {
-	gcPercent := debug.SetGCPercent(-1)
-	debug.SetGCPercent(gcPercent)
-	attrs = append(attrs, "gc_percent", gcPercent, "memory_limit_bytes", debug.SetMemoryLimit(-1))
+	gcPercent, limit := gcSettings()
+	attrs = append(attrs, "gc_percent", gcPercent, "memory_limit_bytes", limit)
 	t.log.Info(msg, attrs...)
+}
+
+// gcSettings returns the collector's GOGC percentage (-1 when the
+// collector is off) and its memory limit, read without changing them.
+func gcSettings() (gcPercent int, limit int64) {
+	samples := []metrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/gomemlimit:bytes"}}
+	metrics.Read(samples)
+	gcPercent = -1
+	if p := samples[0].Value.Uint64(); p <= math.MaxInt32 {
+		gcPercent = int(p)
+	}
+	return gcPercent, int64(samples[1].Value.Uint64())
 }

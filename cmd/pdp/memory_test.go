@@ -11,19 +11,11 @@ import (
 
 // restoreGC puts the collector settings back when the test ends.
 func restoreGC(t *testing.T) {
-	gcPercent := debug.SetGCPercent(-1)
-	debug.SetGCPercent(gcPercent)
-	limit := debug.SetMemoryLimit(-1)
+	gcPercent, limit := gcSettings()
 	t.Cleanup(func() {
 		debug.SetGCPercent(gcPercent)
 		debug.SetMemoryLimit(limit)
 	})
-}
-
-func currentGC() (gcPercent int, limit int64) {
-	gcPercent = debug.SetGCPercent(-1)
-	debug.SetGCPercent(gcPercent)
-	return gcPercent, debug.SetMemoryLimit(-1)
 }
 
 func TestMemoryTunerFixedLimit(t *testing.T) {
@@ -32,7 +24,7 @@ func TestMemoryTunerFixedLimit(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
 	tuner := newMemoryTuner(config.MemoryConfig{GCPercent: 250, Limit: "200MiB"}, slog.New(slog.DiscardHandler))
 	tuner.bundleActivated("r1", nil)
-	if gc, limit := currentGC(); gc != 250 || limit != 200<<20 {
+	if gc, limit := gcSettings(); gc != 250 || limit != 200<<20 {
 		t.Errorf("GC percent %d and limit %d, want 250 and %d", gc, limit, 200<<20)
 	}
 }
@@ -42,7 +34,7 @@ func TestMemoryTunerAutoLimit(t *testing.T) {
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")
 	tuner := newMemoryTuner(config.MemoryConfig{GCPercent: 400, Limit: config.MemoryLimitAuto}, slog.New(slog.DiscardHandler))
-	_, limit := currentGC()
+	_, limit := gcSettings()
 	if !tuner.follow {
 		// Under a cgroup memory limit the limit is 90% of it.
 		if limit <= 0 || limit == noLimit {
@@ -55,7 +47,7 @@ func TestMemoryTunerAutoLimit(t *testing.T) {
 	}
 	tuner.bundleActivated("r1", errors.New("rejected"))
 	tuner.bundleActivated("r2", nil)
-	if _, limit := currentGC(); limit < followFloor {
+	if _, limit := gcSettings(); limit < followFloor {
 		t.Errorf("limit after an activation is %d, want at least %d", limit, followFloor)
 	}
 }
@@ -67,7 +59,7 @@ func TestMemoryTunerEnvironmentWins(t *testing.T) {
 	debug.SetGCPercent(150)
 	debug.SetMemoryLimit(300 << 20)
 	newMemoryTuner(config.MemoryConfig{GCPercent: 400, Limit: "64MiB"}, slog.New(slog.DiscardHandler))
-	if gc, limit := currentGC(); gc != 150 || limit != 300<<20 {
+	if gc, limit := gcSettings(); gc != 150 || limit != 300<<20 {
 		t.Errorf("with GOGC and GOMEMLIMIT set: GC percent %d and limit %d, want 150 and %d", gc, limit, 300<<20)
 	}
 }
