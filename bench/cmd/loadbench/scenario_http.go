@@ -132,11 +132,11 @@ const distinctInputs = 20000
 // in traffic that never repeats a question.
 func (h *harness) runDistinctInputs(ctx context.Context, res *scenarioResult, pdpSrv, opaSrv *server) error {
 	input := scenarioJSON("gateway-input.json").(map[string]any)
-	http := input["attributes"].(map[string]any)["request"].(map[string]any)["http"].(map[string]any)
+	httpAttrs := input["attributes"].(map[string]any)["request"].(map[string]any)["http"].(map[string]any)
 	bodies := make([][]byte, distinctInputs)
 	for i := range bodies {
 		doc := fmt.Sprintf("d-%d", i)
-		http["path"] = "/tenants/t-42/documents/" + doc
+		httpAttrs["path"] = "/tenants/t-42/documents/" + doc
 		input["parsed_path"] = []string{"tenants", "t-42", "documents", doc}
 		bodies[i] = mustJSON(map[string]any{"input": input})
 	}
