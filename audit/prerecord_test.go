@@ -12,8 +12,8 @@ import (
 
 // TestPreRecordMatchesSealRecord checks that splicing the chain members
 // into a record encoded ahead of time gives the same bytes and hash as
-// sealing the whole map, for events with every field set or empty and
-// with keys that sort around seq and prev_hash.
+// sealing the whole map. The events have each field set or empty, and
+// keys that sort around seq and prev_hash.
 func TestPreRecordMatchesSealRecord(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	pick := func(values ...string) string { return values[rng.IntN(len(values))] }

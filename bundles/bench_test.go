@@ -50,8 +50,8 @@ func shippedPolicy(b testing.TB, cacheSize int) *revision {
 }
 
 // BenchmarkEval measures one decision of the shipped policy, input
-// conversion included: cache=off evaluates every time, cache=hit answers
-// the same input from the decision cache.
+// conversion included. With cache=off every decision evaluates the policy,
+// and with cache=hit the decision cache serves the repeated input.
 func BenchmarkEval(b *testing.B) {
 	for _, bc := range []struct {
 		name string

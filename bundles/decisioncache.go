@@ -52,9 +52,9 @@ func newDecisionCache(size int, stats *CacheStats) (*decisionCache, error) {
 // thousands of entries. The shipped policy's decision is well under 1 KB.
 const maxCachedResult = 8 << 10
 
-// cloneWithin returns a deep copy of a result with every string copied,
-// and false when the result's estimated size in memory is over budget
-// bytes; it stops as soon as the budget is spent. The copy matters because
+// cloneWithin returns a deep copy of a result with every string copied.
+// It returns false, and stops walking, once the result's estimated size in
+// memory is over budget bytes. The copy matters because
 // a small result can share memory with a large input (OPA's substring
 // returns part of its argument's string), and a cached result must not
 // keep that input alive.

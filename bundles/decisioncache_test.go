@@ -195,8 +195,8 @@ func TestDecisionCacheHitsAcrossUnreadFields(t *testing.T) {
 		t.Errorf("cache counted %d hits and %d misses, want 9 and 1", hits, misses)
 	}
 
-	// A tenant change is read by the policy, so it is a new entry with
-	// its own answer.
+	// The policy reads the tenant, so a tenant change is a new entry with
+	// its own result.
 	input := gatewayInput()
 	input["parsed_path"] = []string{"tenants", "t-2", "docs", "7"}
 	result, _, err := rev.Eval(ctx, ast.MustInterfaceToValue(input))

@@ -16,7 +16,7 @@ import (
 )
 
 // BenchmarkOPAServer is the baseline of BenchmarkFrontDoor/door=opa_rest:
-// OPA's own server handler, in this process, answering the same POST
+// OPA's own server handler, in this process, handling the same POST
 // /v1/data request on the shipped policy and data. Its store is set up as
 // `opa run --server` sets it up without --optimize-store-for-read-speed.
 func BenchmarkOPAServer(b *testing.B) {
